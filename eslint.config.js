@@ -1,0 +1,37 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'storage/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', Buffer: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'sharp', message: 'Only src/native/sharp.ts imports sharp.' },
+            { name: 'mmap-io', message: 'Only src/native/mmap.ts imports mmap-io.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/native/sharp.ts', 'test/**', 'bench/**'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['src/native/mmap.ts'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['src/web/**/*.js'],
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', performance: 'readonly', ImageData: 'readonly', URLSearchParams: 'readonly', location: 'readonly' },
+    },
+  },
+);

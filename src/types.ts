@@ -1,0 +1,127 @@
+// Public types of the library API. The HTTP server, CLI and users all program against these.
+import type { FormatSpec, PixelFormat } from './formats.js';
+
+export type SyncMode = 'none' | 'batch' | 'always';
+
+export interface Logger {
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  info?(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface DecodeLimits {
+  /** Largest source accepted, width × height from the header, checked before decoding. Default 50,000,000 px. */
+  maxInputPixels?: number;
+  /** Largest source file in bytes. Default 52,428,800 (50 MiB). Range 1..2^31-1. */
+  maxInputBytes?: number;
+  /** Decodes running at once (each in libvips threads). Default os.availableParallelism(). Range 1..64. */
+  concurrency?: number;
+  /** Decodes waiting beyond `concurrency`; one more fails fast with QUEUE_FULL. Default 64. Range 0..100,000. */
+  maxQueue?: number;
+  /** Time one decode may take, in ms, before DECODE_TIMEOUT. Default 30,000. Range 1,000..600,000. */
+  timeoutMs?: number;
+}
+
+export interface OpenOptions {
+  /** Data directory holding `sources/` and `tables/`. Default `$PIXTABLE_STORAGE` or `./storage`. */
+  storage?: string;
+  /** Formats to serve. Default: thumb-64, thumb-256 (cover) and preview-1024 (inside), all rgba8. */
+  formats?: readonly FormatSpec[];
+  /** Open without the writer lock: no decodes, no writes; many read-only opens may share storage. Default false. */
+  readOnly?: boolean;
+  /**
+   * Durability of writes. `always`: a call that stored an entry returns after pixels and index
+   * record are flushed (msync). `batch` (default): flushed every `syncIntervalMs`. `none`: the OS decides.
+   * A killed process never loses or corrupts acknowledged data in any mode; a power loss may lose
+   * unflushed entries (they are re-decoded), never serve torn ones (CRC).
+   */
+  sync?: SyncMode;
+  /** `batch` flush period in ms. Default 1000. Range 10..60,000. */
+  syncIntervalMs?: number;
+  /** Target bytes per mapped chunk (whole entries, at least one). Default 4 MiB. Range 64 KiB..256 MiB. */
+  chunkBytes?: number;
+  /** Bound on mapped chunk bytes held by the chunk LRU across all tables. Default 512 MiB. Min one chunk. */
+  maxMappedBytes?: number;
+  /** ms to wait for the writer lock held by another process; 0 fails at once. Default 0. Range 0..600,000. */
+  lockTimeoutMs?: number;
+  /** Re-check the source file (stat; hash when it changed) on every hit. Default true. */
+  revalidate?: boolean;
+  /** Reserve disk blocks before mapping new chunks (posix_fallocate) so a full disk is ENOSPC, not SIGBUS. Default true. */
+  preallocate?: boolean;
+  decode?: DecodeLimits;
+  logger?: Logger;
+  /** Injected clock (ms since epoch) for deterministic tests. Default Date.now. */
+  now?: () => number;
+}
+
+/**
+ * A zero-copy view of one decoded entry.
+ *
+ * Lifetime: `pixels` and every buffer from `rows()` point into the table's memory mapping. While
+ * the view is not released it **pins** the entry: the slot is never recycled or overwritten, and
+ * the mapping stays alive even if its chunk leaves the chunk LRU. After `release()` (or the end
+ * of a `using` block) the buffers still point at mapped memory (they keep the mapping alive and
+ * never fault), but the slot may be reused for another image at any time: copy what you need to
+ * keep first. Treat the buffers as read-only; writing into them corrupts the cache entry.
+ */
+export interface ImageView extends Disposable {
+  readonly format: string;
+  readonly key: string;
+  /** Real size of this entry (`inside` formats may be smaller than the box). */
+  readonly width: number;
+  readonly height: number;
+  /** Bytes from one row to the next (multiple of the format's rowAlignment). */
+  readonly stride: number;
+  readonly pixelFormat: PixelFormat;
+  readonly bytesPerPixel: number;
+  /** stride × height bytes; row r starts at r × stride; bytes past width × bytesPerPixel are zero padding. */
+  readonly pixels: Buffer;
+  /** Changes whenever the entry is rewritten. */
+  readonly generation: number;
+  /** Hex fingerprint (SHA-256 prefix) of the source bytes the entry was decoded from. */
+  readonly sourceFingerprint: string;
+  /** Strong validator derived from source fingerprint, format and generation. */
+  readonly etag: string;
+  /**
+   * Row slices covering the rectangle; each is `w × bytesPerPixel` bytes, no copy.
+   * Throws PixtableError INVALID_RECT when the rectangle is empty or leaves the image.
+   */
+  rows(x: number, y: number, w: number, h: number): Buffer[];
+  /** Unpins the entry. Idempotent. */
+  release(): void;
+}
+
+export interface FormatStats {
+  format: string;
+  entries: number;
+  capacity: number;
+  hits: number;
+  misses: number;
+  decodes: number;
+  /** Entries dropped because their CRC or fingerprints did not match. */
+  dropped: number;
+  evictions: number;
+  pinned: number;
+  mappedBytes: number;
+  diskBytes: number;
+}
+
+export interface CacheStats {
+  formats: FormatStats[];
+  mappedBytes: number;
+  decodeQueue: { running: number; queued: number; concurrency: number; maxQueue: number };
+}
+
+export interface PutResult {
+  key: string;
+  sourceFingerprint: string;
+  width: number;
+  height: number;
+  formats: string[];
+}
+
+export interface VerifyProblem {
+  format: string;
+  key: string | null;
+  slot: number | null;
+  problem: string;
+}
