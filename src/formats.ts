@@ -64,10 +64,35 @@ export interface Format {
   readonly pixelBytes: number;
 }
 
+// One family: a source is decoded once (shrink-on-load to ≥1024 px) and all three are cut from that.
 export const DEFAULT_FORMATS: readonly FormatSpec[] = [
-  { name: 'thumb-64', width: 64, height: 64, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
-  { name: 'thumb-256', width: 256, height: 256, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
-  { name: 'preview-1024', width: 1024, height: 1024, fit: 'inside', pixelFormat: 'rgba8', rowAlignment: 64 },
+  {
+    name: 'thumb-64',
+    width: 64,
+    height: 64,
+    fit: 'cover',
+    pixelFormat: 'rgba8',
+    rowAlignment: 64,
+    family: 'default',
+  },
+  {
+    name: 'thumb-256',
+    width: 256,
+    height: 256,
+    fit: 'cover',
+    pixelFormat: 'rgba8',
+    rowAlignment: 64,
+    family: 'default',
+  },
+  {
+    name: 'preview-1024',
+    width: 1024,
+    height: 1024,
+    fit: 'inside',
+    pixelFormat: 'rgba8',
+    rowAlignment: 64,
+    family: 'default',
+  },
 ];
 
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -91,9 +116,20 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
     throw invalidParameter('INVALID_FORMAT', where, 'an object', spec);
   }
   const s = spec as Record<string, unknown>;
-  const known = new Set(['name', 'width', 'height', 'fit', 'pixelFormat', 'rowAlignment', 'maxCount', 'family', 'enlarge']);
+  const known = new Set([
+    'name',
+    'width',
+    'height',
+    'fit',
+    'pixelFormat',
+    'rowAlignment',
+    'maxCount',
+    'family',
+    'enlarge',
+  ]);
   for (const k of Object.keys(s)) {
-    if (!known.has(k)) throw invalidParameter('INVALID_FORMAT', `${where}.${k}`, `one of ${[...known].join(', ')}`, k);
+    if (!known.has(k))
+      throw invalidParameter('INVALID_FORMAT', `${where}.${k}`, `one of ${[...known].join(', ')}`, k);
   }
   if (typeof s.name !== 'string' || !NAME_RE.test(s.name)) {
     throw invalidParameter('INVALID_FORMAT', `${where}.name`, `a string matching ${NAME_RE}`, s.name);
@@ -102,10 +138,16 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
   const width = int(`${w}.width`, s.width, 1, MAX_SIDE);
   const height = int(`${w}.height`, s.height, 1, MAX_SIDE);
   const fit = s.fit ?? 'cover';
-  if (fit !== 'cover' && fit !== 'inside') throw invalidParameter('INVALID_FORMAT', `${w}.fit`, '"cover" or "inside"', fit);
+  if (fit !== 'cover' && fit !== 'inside')
+    throw invalidParameter('INVALID_FORMAT', `${w}.fit`, '"cover" or "inside"', fit);
   const pixelFormat = s.pixelFormat ?? 'rgba8';
   if (!(PIXEL_FORMATS as readonly unknown[]).includes(pixelFormat)) {
-    throw invalidParameter('INVALID_FORMAT', `${w}.pixelFormat`, `one of ${PIXEL_FORMATS.join(', ')}`, pixelFormat);
+    throw invalidParameter(
+      'INVALID_FORMAT',
+      `${w}.pixelFormat`,
+      `one of ${PIXEL_FORMATS.join(', ')}`,
+      pixelFormat,
+    );
   }
   const rowAlignment = int(`${w}.rowAlignment`, s.rowAlignment, 1, 4096, 64);
   if ((rowAlignment & (rowAlignment - 1)) !== 0) {
@@ -122,7 +164,12 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
   const stride = alignUp(width * bytesPerPixel, rowAlignment);
   const pixelBytes = stride * height;
   if (pixelBytes > MAX_ENTRY_PIXEL_BYTES) {
-    throw invalidParameter('INVALID_FORMAT', `${w} (stride × height)`, `at most ${MAX_ENTRY_PIXEL_BYTES} bytes`, pixelBytes);
+    throw invalidParameter(
+      'INVALID_FORMAT',
+      `${w} (stride × height)`,
+      `at most ${MAX_ENTRY_PIXEL_BYTES} bytes`,
+      pixelBytes,
+    );
   }
   return Object.freeze({
     name: s.name,
@@ -147,7 +194,8 @@ export function validateFormats(specs: unknown): Format[] {
   const out = specs.map((s, i) => validateFormat(s, `formats[${i}]`));
   const seen = new Set<string>();
   for (const f of out) {
-    if (seen.has(f.name)) throw new PixtableError('INVALID_FORMAT', `formats: the name "${f.name}" appears twice`);
+    if (seen.has(f.name))
+      throw new PixtableError('INVALID_FORMAT', `formats: the name "${f.name}" appears twice`);
     seen.add(f.name);
   }
   return out;

@@ -49,7 +49,9 @@ export interface OpenOptions {
   preallocate?: boolean;
   decode?: DecodeLimits;
   logger?: Logger;
-  /** Injected clock (ms since epoch) for deterministic tests. Default Date.now. */
+  /** Called after each decode with its wall time in ms and the formats it produced (metrics). */
+  onDecode?: (ms: number, formats: readonly string[]) => void;
+  /** Injected clock (ms, monotonic enough for durations). Default performance.now. */
   now?: () => number;
 }
 

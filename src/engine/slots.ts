@@ -1,0 +1,161 @@
+// Per-table bookkeeping in typed arrays indexed by slot (no object per entry): ownership, pins,
+// generations, verification, real sizes, source fingerprints and an intrusive LRU list.
+export const FREE = 0;
+export const LIVE = 1;
+/** replaced or deleted while pinned: freed when the last pin goes */
+export const ORPHAN = 2;
+
+const NIL = -1;
+
+export class SlotBook {
+  readonly capacity: number;
+  readonly slotOf = new Map<string, number>();
+  readonly keyOf: (string | undefined)[];
+  readonly state: Uint8Array;
+  readonly pins: Uint32Array;
+  readonly generation: Uint32Array;
+  /** 1 once this process checked the entry's CRC and fingerprints */
+  readonly verified: Uint8Array;
+  readonly width: Uint32Array;
+  readonly height: Uint32Array;
+  /** 16-byte source fingerprints, slot × 16 */
+  readonly sourceFp: Buffer;
+  /** last source stat seen to match the fingerprint: mtimeMs, size, ino per slot (0 = unknown) */
+  readonly statSig: Float64Array;
+  private readonly prev: Int32Array;
+  private readonly next: Int32Array;
+  private head = NIL; // least recently used
+  private tail = NIL; // most recently used
+  private readonly freeStack: Int32Array;
+  private freeTop = 0;
+  /** slots at and above this were never used */
+  highWater = 0;
+  pinnedCount = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.keyOf = new Array<string | undefined>(capacity);
+    this.state = new Uint8Array(capacity);
+    this.pins = new Uint32Array(capacity);
+    this.generation = new Uint32Array(capacity);
+    this.verified = new Uint8Array(capacity);
+    this.width = new Uint32Array(capacity);
+    this.height = new Uint32Array(capacity);
+    this.sourceFp = Buffer.alloc(capacity * 16);
+    this.statSig = new Float64Array(capacity * 3);
+    this.prev = new Int32Array(capacity).fill(NIL);
+    this.next = new Int32Array(capacity).fill(NIL);
+    this.freeStack = new Int32Array(capacity);
+  }
+
+  get liveCount(): number {
+    return this.slotOf.size;
+  }
+
+  private unlink(s: number): void {
+    const p = this.prev[s]!;
+    const n = this.next[s]!;
+    if (p !== NIL) this.next[p] = n;
+    else if (this.head === s) this.head = n;
+    if (n !== NIL) this.prev[n] = p;
+    else if (this.tail === s) this.tail = p;
+    this.prev[s] = NIL;
+    this.next[s] = NIL;
+  }
+
+  private append(s: number): void {
+    this.prev[s] = this.tail;
+    this.next[s] = NIL;
+    if (this.tail !== NIL) this.next[this.tail] = s;
+    else this.head = s;
+    this.tail = s;
+  }
+
+  /** Marks `s` most recently used. */
+  touch(s: number): void {
+    if (this.tail === s) return;
+    this.unlink(s);
+    this.append(s);
+  }
+
+  /** Binds `key` to `s` as most recently used. The caller has released any previous slot of `key`. */
+  bind(key: string, s: number, generation: number): void {
+    this.keyOf[s] = key;
+    this.slotOf.set(key, s);
+    this.state[s] = LIVE;
+    this.generation[s] = generation;
+    this.verified[s] = 0;
+    this.statSig.fill(0, s * 3, s * 3 + 3);
+    if (s >= this.highWater) this.highWater = s + 1;
+    this.unlink(s);
+    this.append(s);
+  }
+
+  /** Removes `key`'s binding; the slot is freed, or orphaned while pinned. */
+  unbind(s: number): void {
+    const key = this.keyOf[s];
+    if (key !== undefined && this.slotOf.get(key) === s) this.slotOf.delete(key);
+    this.keyOf[s] = undefined;
+    this.unlink(s);
+    this.verified[s] = 0;
+    if (this.pins[s]! > 0) this.state[s] = ORPHAN;
+    else this.free(s);
+  }
+
+  private free(s: number): void {
+    this.state[s] = FREE;
+    this.freeStack[this.freeTop++] = s;
+  }
+
+  pin(s: number): void {
+    const n = this.pins[s]!;
+    this.pins[s] = n + 1;
+    if (n === 0) this.pinnedCount++;
+  }
+
+  unpin(s: number): void {
+    const n = this.pins[s]! - 1;
+    this.pins[s] = n;
+    if (n === 0) {
+      this.pinnedCount--;
+      if (this.state[s] === ORPHAN) this.free(s);
+    }
+  }
+
+  /**
+   * A slot to write into: a free one, a never-used one, or the least recently used unpinned live
+   * one (returned in `evicted` so the caller can account for it). -1 when everything is pinned.
+   */
+  allocate(): { slot: number; evicted: string | undefined } {
+    while (this.freeTop > 0) {
+      const s = this.freeStack[--this.freeTop]!;
+      if (this.state[s] === FREE) return { slot: s, evicted: undefined };
+    }
+    if (this.highWater < this.capacity) return { slot: this.highWater++, evicted: undefined };
+    for (let s = this.head; s !== NIL; s = this.next[s]!) {
+      if (this.pins[s] === 0) {
+        const key = this.keyOf[s];
+        this.unbind(s);
+        this.freeTop--; // unbind pushed it on the free stack; hand it out directly
+        return { slot: s, evicted: key };
+      }
+    }
+    return { slot: -1, evicted: undefined };
+  }
+
+  /** Rebuilds the free stack after replay: every unused slot below highWater. */
+  rebuildFree(): void {
+    this.freeTop = 0;
+    for (let s = this.highWater - 1; s >= 0; s--)
+      if (this.state[s] === FREE) this.freeStack[this.freeTop++] = s;
+  }
+
+  /** Live bindings, least recently used first (the order compaction preserves). */
+  live(): { key: string; slot: number; generation: number }[] {
+    const out: { key: string; slot: number; generation: number }[] = [];
+    for (let s = this.head; s !== NIL; s = this.next[s]!) {
+      out.push({ key: this.keyOf[s]!, slot: s, generation: this.generation[s]! });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,357 @@
+// A table: the entries of one format, in segment files of at most 1 GiB each (so no mapping ever
+// reaches mmap-io's 2^31 offset limit), mapped in chunks of whole entries held in a shared,
+// byte-bounded LRU. Entries start on page boundaries: pixel rows, then a 64-byte trailer.
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import type { LRUCache } from 'lru-cache';
+import { alignUp, type Format, PIXEL_FORMATS } from '../formats.js';
+import { mapRange, flushRange, PAGE_SIZE } from '../native/mmap.js';
+import { native } from '../native/addon.js';
+import { PixtableError } from '../errors.js';
+
+const TABLE_MAGIC = 0x42545850; // "PXTB"
+const ENTRY_MAGIC = 0x4e455850; // "PXEN"
+export const LAYOUT_VERSION = 1;
+export const TRAILER_BYTES = 64;
+const HEADER_FIELDS = 64;
+export const SEGMENT_BYTES_MAX = 1 << 30;
+
+// Trailer layout (little-endian), written after the pixels so a torn write is detectable:
+//  0 magic u32 | 4 generation u32 | 8 key fingerprint [16] | 24 source fingerprint [16]
+// 40 width u32 | 44 height u32 | 48 slot u32 | 52 reserved [8] | 60 crc32 of pixel rows + bytes 0..60
+const T_GEN = 4;
+const T_KEY = 8;
+const T_SRC = 24;
+const T_W = 40;
+const T_H = 44;
+const T_SLOT = 48;
+const T_CRC = 60;
+
+export type ChunkCache = LRUCache<number, Buffer>;
+
+export interface TableOptions {
+  writable: boolean;
+  chunkBytes: number;
+  preallocate: boolean;
+  chunks: ChunkCache;
+  /** distinguishes this table's chunks in the shared LRU */
+  tableNo: number;
+  warn: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface EntryCheck {
+  ok: boolean;
+  problem?: string;
+  width: number;
+  height: number;
+}
+
+export function entryGeometry(f: Format, chunkBytes: number) {
+  const entrySize = alignUp(f.pixelBytes + TRAILER_BYTES, PAGE_SIZE);
+  const entriesPerSegment = Math.max(1, Math.floor((SEGMENT_BYTES_MAX - PAGE_SIZE) / entrySize));
+  const entriesPerChunk = Math.min(entriesPerSegment, Math.max(1, Math.floor(chunkBytes / entrySize)));
+  const chunksPerSegment = Math.ceil(entriesPerSegment / entriesPerChunk);
+  return { entrySize, entriesPerSegment, entriesPerChunk, chunksPerSegment };
+}
+
+export class Table {
+  readonly format: Format;
+  readonly dir: string;
+  readonly entrySize: number;
+  readonly entriesPerSegment: number;
+  readonly entriesPerChunk: number;
+  readonly chunksPerSegment: number;
+  /** random id written into every segment header and the index header: they must agree */
+  tableId: Buffer = Buffer.alloc(8);
+  /** true when open() found a table it could not use and started a new one */
+  rebuilt = false;
+
+  private readonly o: TableOptions;
+  private readonly fds: number[] = [];
+  private readonly sizes: number[] = [];
+  private readonly keyBase: number;
+  private readonly header: Buffer;
+
+  constructor(dir: string, format: Format, o: TableOptions) {
+    this.dir = dir;
+    this.format = format;
+    this.o = o;
+    const g = entryGeometry(format, o.chunkBytes);
+    this.entrySize = g.entrySize;
+    this.entriesPerSegment = g.entriesPerSegment;
+    this.entriesPerChunk = g.entriesPerChunk;
+    this.chunksPerSegment = g.chunksPerSegment;
+    this.keyBase = o.tableNo * 2 ** 36;
+    this.header = Buffer.alloc(HEADER_FIELDS);
+  }
+
+  private segPath(seg: number): string {
+    return path.join(this.dir, `seg-${String(seg).padStart(5, '0')}.tbl`);
+  }
+
+  private writeHeaderFields(seg: number): Buffer {
+    const h = Buffer.alloc(HEADER_FIELDS);
+    const f = this.format;
+    h.writeUInt32LE(TABLE_MAGIC, 0);
+    h.writeUInt32LE(LAYOUT_VERSION, 4);
+    h.writeUInt32LE(seg, 8);
+    h.writeUInt32LE(f.width, 12);
+    h.writeUInt32LE(f.height, 16);
+    h.writeUInt32LE(f.fit === 'cover' ? 1 : 2, 20);
+    h.writeUInt32LE(PIXEL_FORMATS.indexOf(f.pixelFormat), 24);
+    h.writeUInt32LE(f.rowAlignment, 28);
+    h.writeUInt32LE(f.stride, 32);
+    h.writeUInt32LE(this.entrySize, 36);
+    h.writeUInt32LE(this.entriesPerSegment, 40);
+    h.writeUInt32LE(TRAILER_BYTES, 44);
+    this.tableId.copy(h, 48);
+    h.writeUInt32LE(crc32(h.subarray(0, 60)), 60);
+    return h;
+  }
+
+  /** Why a segment header is unusable, or undefined when it matches this format exactly. */
+  private headerProblem(fd: number, seg: number): string | undefined {
+    const size = fs.fstatSync(fd).size;
+    if (size < PAGE_SIZE) return `file is ${size} bytes, shorter than its header page`;
+    const h = this.header;
+    fs.readSync(fd, h, 0, HEADER_FIELDS, 0);
+    if (h.readUInt32LE(0) !== TABLE_MAGIC) return 'not a pixtable table (bad magic)';
+    if (h.readUInt32LE(60) !== crc32(h.subarray(0, 60))) return 'header CRC mismatch';
+    if (h.readUInt32LE(4) !== LAYOUT_VERSION)
+      return `layout version ${h.readUInt32LE(4)} is not ${LAYOUT_VERSION}`;
+    if (seg === 0) h.copy(this.tableId, 0, 48, 56);
+    const expected = this.writeHeaderFields(seg);
+    if (!expected.subarray(0, 60).equals(h.subarray(0, 60))) {
+      return seg === 0 ? 'geometry differs from the configured format' : 'segment belongs to another table';
+    }
+    return undefined;
+  }
+
+  /**
+   * Opens segment 0, validating its header. A writer replaces a table it cannot use (renamed
+   * aside and deleted, never truncated in place: other processes may still map it).
+   */
+  open(): void {
+    fs.mkdirSync(this.dir, { recursive: true });
+    const p0 = this.segPath(0);
+    let fd: number;
+    try {
+      fd = fs.openSync(p0, this.o.writable ? 'r+' : 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !this.o.writable) {
+        if (!this.o.writable) return;
+        throw e;
+      }
+      this.create();
+      return;
+    }
+    const problem = this.headerProblem(fd, 0);
+    if (!problem) {
+      this.fds[0] = fd;
+      this.sizes[0] = fs.fstatSync(fd).size;
+      return;
+    }
+    fs.closeSync(fd);
+    if (!this.o.writable) {
+      this.o.warn('table unusable; serving it as empty until a writer rebuilds it', {
+        table: this.dir,
+        problem,
+      });
+      return;
+    }
+    this.o.warn('table rebuilt', { table: this.dir, problem });
+    const aside = `${this.dir}.stale-${process.pid}-${Date.now()}`;
+    fs.renameSync(this.dir, aside);
+    fs.rmSync(aside, { recursive: true, force: true });
+    fs.mkdirSync(this.dir, { recursive: true });
+    this.create();
+    this.rebuilt = true;
+  }
+
+  private create(): void {
+    this.tableId = randomBytes(8);
+    this.fds[0] = this.createSegment(0);
+  }
+
+  private createSegment(seg: number): number {
+    const final = this.segPath(seg);
+    const tmp = `${final}.tmp-${process.pid}`;
+    const fd = fs.openSync(tmp, 'w+');
+    const page = Buffer.alloc(PAGE_SIZE);
+    this.writeHeaderFields(seg).copy(page);
+    fs.writeSync(fd, page, 0, PAGE_SIZE, 0);
+    fs.fsyncSync(fd);
+    fs.renameSync(tmp, final);
+    this.sizes[seg] = PAGE_SIZE;
+    return fd;
+  }
+
+  /** fd of a segment, opening (reader) or creating (writer) it; -1 when it does not exist or is unusable. */
+  private segFd(seg: number): number {
+    const fd = this.fds[seg];
+    if (fd !== undefined && fd >= 0) return fd;
+    let opened: number;
+    try {
+      opened = fs.openSync(this.segPath(seg), this.o.writable ? 'r+' : 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (!this.o.writable) return -1;
+      opened = this.createSegment(seg);
+      this.fds[seg] = opened;
+      return opened;
+    }
+    const problem = this.headerProblem(opened, seg);
+    if (problem) {
+      fs.closeSync(opened);
+      if (!this.o.writable) return -1;
+      this.o.warn('segment replaced', { table: this.dir, segment: seg, problem });
+      opened = this.createSegment(seg);
+    } else {
+      this.sizes[seg] = fs.fstatSync(opened).size;
+    }
+    this.fds[seg] = opened;
+    return opened;
+  }
+
+  /** Bytes of file offset where `slot`'s entry starts inside its chunk mapping. */
+  offsetInChunk(slot: number): number {
+    return ((slot % this.entriesPerSegment) % this.entriesPerChunk) * this.entrySize;
+  }
+
+  /**
+   * The chunk mapping that holds `slot`, or null when the file does not (yet) reach it. A writer
+   * grows (and, by default, preallocates) the segment first: mapped pages always lie inside the file.
+   */
+  chunkFor(slot: number): Buffer | null {
+    const seg = Math.floor(slot / this.entriesPerSegment);
+    const c = Math.floor((slot - seg * this.entriesPerSegment) / this.entriesPerChunk);
+    const key = this.keyBase + seg * this.chunksPerSegment + c;
+    const hit = this.o.chunks.get(key);
+    if (hit) return hit;
+    const fd = this.segFd(seg);
+    if (fd < 0) return null;
+    const first = c * this.entriesPerChunk;
+    const start = PAGE_SIZE + first * this.entrySize;
+    const len = Math.min(this.entriesPerChunk, this.entriesPerSegment - first) * this.entrySize;
+    let size = this.sizes[seg] ?? 0;
+    if (size < start + len) {
+      size = fs.fstatSync(fd).size;
+      if (size < start + len) {
+        if (!this.o.writable) return null;
+        try {
+          if (this.o.preallocate) native.preallocate(fd, size, start + len - size);
+          else fs.ftruncateSync(fd, start + len);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'ENOSPC' || code === 'EDQUOT')
+            throw new PixtableError('STORAGE_FULL', this.dir, { cause: e });
+          throw e;
+        }
+        size = start + len;
+      }
+      this.sizes[seg] = size;
+    }
+    const map = mapRange(fd, start, len, this.o.writable);
+    this.o.chunks.set(key, map);
+    return map;
+  }
+
+  /**
+   * Writes an entry: invalidates the old trailer, lets `fill` write the pixel rows, then writes
+   * the trailer with its CRC last. Returns the chunk and offset for flushing.
+   */
+  writeEntry(
+    slot: number,
+    generation: number,
+    keyFp: Buffer,
+    sourceFp: Buffer,
+    width: number,
+    height: number,
+    fill: (dst: Buffer) => void,
+  ): { map: Buffer; off: number } {
+    const map = this.chunkFor(slot);
+    if (!map) throw new PixtableError('INTERNAL', `no mapping for slot ${slot}`);
+    const off = this.offsetInChunk(slot);
+    const f = this.format;
+    const t = off + f.pixelBytes;
+    map.writeUInt32LE(0, t);
+    const used = f.stride * height;
+    fill(map.subarray(off, off + f.pixelBytes));
+    map.writeUInt32LE(generation, t + T_GEN);
+    keyFp.copy(map, t + T_KEY, 0, 16);
+    sourceFp.copy(map, t + T_SRC, 0, 16);
+    map.writeUInt32LE(width, t + T_W);
+    map.writeUInt32LE(height, t + T_H);
+    map.writeUInt32LE(slot, t + T_SLOT);
+    map.fill(0, t + 52, t + 60);
+    map.writeUInt32LE(ENTRY_MAGIC, t);
+    const crc = crc32(map.subarray(t, t + T_CRC), crc32(map.subarray(off, off + used)));
+    map.writeUInt32LE(crc, t + T_CRC);
+    return { map, off };
+  }
+
+  /** Full integrity check of one entry against what the index expects of it. */
+  checkEntry(slot: number, generation: number, keyFp: Buffer): EntryCheck {
+    const bad = (problem: string): EntryCheck => ({ ok: false, problem, width: 0, height: 0 });
+    const map = this.chunkFor(slot);
+    if (!map) return bad('entry lies beyond the end of the table file');
+    const off = this.offsetInChunk(slot);
+    const f = this.format;
+    const t = off + f.pixelBytes;
+    if (map.readUInt32LE(t) !== ENTRY_MAGIC) return bad('no entry trailer (torn or never written)');
+    if (map.readUInt32LE(t + T_GEN) !== generation) return bad('generation differs from the index');
+    if (map.readUInt32LE(t + T_SLOT) !== slot) return bad('trailer names another slot');
+    if (!keyFp.equals(map.subarray(t + T_KEY, t + T_KEY + 16))) return bad('key fingerprint differs');
+    const width = map.readUInt32LE(t + T_W);
+    const height = map.readUInt32LE(t + T_H);
+    const exact = f.fit === 'cover';
+    if (
+      width < 1 ||
+      height < 1 ||
+      width > f.width ||
+      height > f.height ||
+      (exact && (width !== f.width || height !== f.height))
+    ) {
+      return bad(`impossible size ${width}x${height}`);
+    }
+    const crc = crc32(map.subarray(t, t + T_CRC), crc32(map.subarray(off, off + f.stride * height)));
+    if (crc !== map.readUInt32LE(t + T_CRC)) return bad('CRC mismatch');
+    return { ok: true, width, height };
+  }
+
+  /** Copies the entry's source fingerprint into `out` (16 bytes at `at`). */
+  readSourceFp(slot: number, out: Buffer, at: number): void {
+    const map = this.chunkFor(slot);
+    if (!map) return;
+    const t = this.offsetInChunk(slot) + this.format.pixelBytes;
+    map.copy(out, at, t + T_SRC, t + T_SRC + 16);
+  }
+
+  flushEntry(map: Buffer, off: number): void {
+    flushRange(map, off, this.entrySize);
+  }
+
+  diskBytes(): number {
+    let total = 0;
+    for (let seg = 0; seg < this.fds.length; seg++) {
+      const fd = this.fds[seg];
+      if (fd !== undefined && fd >= 0) total += fs.fstatSync(fd).blocks * 512;
+    }
+    return total;
+  }
+
+  /** Forgets this table's chunks in the shared LRU (views handed out keep their mappings alive). */
+  dropChunks(): void {
+    const lo = this.keyBase;
+    const hi = this.keyBase + 2 ** 36;
+    for (const k of [...this.o.chunks.keys()]) if (k >= lo && k < hi) this.o.chunks.delete(k);
+  }
+
+  close(): void {
+    this.dropChunks();
+    for (const fd of this.fds) if (fd !== undefined && fd >= 0) fs.closeSync(fd);
+    this.fds.length = 0;
+  }
+}

@@ -1,0 +1,15 @@
+export { ImageCache } from './cache.js';
+export { PixtableError, ERRORS, isPixtableError, type ErrorCode } from './errors.js';
+export {
+  DEFAULT_FORMATS,
+  PIXEL_FORMATS,
+  BYTES_PER_PIXEL,
+  validateFormat,
+  validateFormats,
+  describeFormat,
+  type Format,
+  type FormatSpec,
+  type PixelFormat,
+  type Fit,
+} from './formats.js';
+export type * from './types.js';

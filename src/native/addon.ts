@@ -1,0 +1,37 @@
+// The one module that loads the project's own N-API addon (native/pixtable_native.c).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export interface NativeAddon {
+  /** flock(LOCK_NB): true when taken, false when another open file description holds it. */
+  tryLock(fd: number, exclusive: boolean): boolean;
+  unlock(fd: number): void;
+  /** posix_fallocate: reserve blocks and grow the file to at least offset+length. Throws with code ENOSPC etc. */
+  preallocate(fd: number, offset: number, length: number): void;
+}
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  // dist/src/native/addon.js and src/native/addon.ts both sit three levels below the package root.
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    path.resolve(here, '../../../native/build/Release/pixtable_native.node'),
+    path.resolve(here, '../../native/build/Release/pixtable_native.node'),
+  ];
+  const errors: string[] = [];
+  for (const file of candidates) {
+    try {
+      return require(file) as NativeAddon;
+    } catch (e) {
+      errors.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(
+    'pixtable: the native addon is not built. Run `npm rebuild pixtable` (or `npm ci` in the repo), ' +
+      'which needs python3, make and a C compiler.\n' +
+      errors.join('\n'),
+  );
+}
+
+export const native: NativeAddon = load();

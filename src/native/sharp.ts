@@ -1,0 +1,165 @@
+// The one module that imports sharp. Decoding (orientation, ICC → sRGB, first frame, resize,
+// channel layout) and thumbnail encoding live here; the rest of the code sees plain buffers.
+import sharp, { type Sharp } from 'sharp';
+import { PixtableError } from '../errors.js';
+import type { Fit, PixelFormat } from '../formats.js';
+import { toEncodable } from '../engine/pixels.js';
+
+// Each sharp call runs on libuv's threadpool; the decode queue bounds how many run at once, so
+// libvips' own per-image thread count stays at its default and the cores are shared across images.
+sharp.cache(false);
+
+export type DecodeLayout = 'rgba' | 'rgbx' | 'rgb' | 'gray';
+
+export interface DecodeTarget {
+  width: number;
+  height: number;
+  fit: Fit;
+  /** scale up sources smaller than the box (always true for cover) */
+  enlarge: boolean;
+  layout: DecodeLayout;
+}
+
+export interface DecodedImage {
+  /** tightly packed rows of `channels` bytes per pixel */
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+export interface DecodeOptions {
+  maxInputPixels: number;
+  timeoutMs: number;
+  /** decode the source once into an intermediate and derive every target from it */
+  shared: boolean;
+}
+
+export interface EncodeOptions {
+  quality?: number;
+}
+
+export type EncodedType = 'webp' | 'avif' | 'png' | 'jpeg';
+
+const LAYOUT_CHANNELS: Record<DecodeLayout, number> = { rgba: 4, rgbx: 4, rgb: 3, gray: 1 };
+
+function translate(e: unknown): PixtableError {
+  if (e instanceof PixtableError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const first = msg.split('\n')[0] ?? msg;
+  if (/unsupported image format|bad seek|not a known file format/i.test(msg)) {
+    return new PixtableError('UNSUPPORTED_IMAGE', first, { cause: e });
+  }
+  if (/pixel limit/i.test(msg)) return new PixtableError('TOO_MANY_PIXELS', first, { cause: e });
+  if (/timeout/i.test(msg)) return new PixtableError('DECODE_TIMEOUT', first, { cause: e });
+  return new PixtableError('CORRUPT_IMAGE', first, { cause: e });
+}
+
+function shape(img: Sharp, t: DecodeTarget): Sharp {
+  img = img.resize(t.width, t.height, { fit: t.fit, position: 'centre', withoutEnlargement: !t.enlarge });
+  switch (t.layout) {
+    case 'rgba':
+      return img.toColourspace('srgb').ensureAlpha();
+    case 'rgbx':
+      return img.flatten().toColourspace('srgb').ensureAlpha(1);
+    case 'rgb':
+      return img.flatten().toColourspace('srgb');
+    case 'gray':
+      return img.flatten().toColourspace('b-w');
+  }
+}
+
+async function toRaw(img: Sharp, expectChannels: number): Promise<DecodedImage> {
+  const { data, info } = await img.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  if (info.channels !== expectChannels) {
+    throw new PixtableError(
+      'INTERNAL',
+      `decoder produced ${info.channels} channels, expected ${expectChannels}`,
+    );
+  }
+  return { data, width: info.width, height: info.height, channels: info.channels };
+}
+
+function open(input: Buffer, o: DecodeOptions): Sharp {
+  return sharp(input, { limitInputPixels: o.maxInputPixels, failOn: 'error', pages: 1 })
+    .autoOrient()
+    .timeout({ seconds: Math.max(1, Math.ceil(o.timeoutMs / 1000)) });
+}
+
+/**
+ * Decodes `input` once per target (or once in all, with `shared`) into tightly packed 8-bit sRGB.
+ * Rejects with UNSUPPORTED_IMAGE, CORRUPT_IMAGE, TOO_MANY_PIXELS or DECODE_TIMEOUT.
+ */
+export async function decodeImage(
+  input: Buffer,
+  targets: readonly DecodeTarget[],
+  o: DecodeOptions,
+): Promise<DecodedImage[]> {
+  try {
+    if (!o.shared || targets.length === 1) {
+      return await Promise.all(
+        targets.map((t) => toRaw(shape(open(input, o), t), LAYOUT_CHANNELS[t.layout])),
+      );
+    }
+    const maxW = Math.max(...targets.map((t) => t.width));
+    const maxH = Math.max(...targets.map((t) => t.height));
+    const base = await toRaw(
+      open(input, o)
+        .resize(maxW, maxH, { fit: 'outside', withoutEnlargement: true })
+        .toColourspace('srgb')
+        .ensureAlpha(),
+      4,
+    );
+    const raw = { raw: { width: base.width, height: base.height, channels: 4 as const } };
+    return await Promise.all(
+      targets.map((t) => toRaw(shape(sharp(base.data, raw), t), LAYOUT_CHANNELS[t.layout])),
+    );
+  } catch (e) {
+    throw translate(e);
+  }
+}
+
+/** Header facts, read without decoding pixels. */
+export async function probeImage(input: Buffer, maxInputPixels: number) {
+  try {
+    const m = await sharp(input, { limitInputPixels: maxInputPixels, pages: 1 }).metadata();
+    return {
+      format: m.format,
+      width: m.autoOrient?.width ?? m.width,
+      height: m.autoOrient?.height ?? m.height,
+    };
+  } catch (e) {
+    throw translate(e);
+  }
+}
+
+/** Encodes entry pixels (any pixel format, any stride) as a thumbnail. */
+export async function encodeImage(
+  pixels: Buffer,
+  width: number,
+  height: number,
+  stride: number,
+  pixelFormat: PixelFormat,
+  type: EncodedType,
+  options: EncodeOptions = {},
+): Promise<Buffer> {
+  const r = toEncodable(pixels, width, height, stride, pixelFormat);
+  let img = sharp(r.data, { raw: { width: r.rowPixels, height: r.height, channels: r.channels } });
+  if (r.rowPixels !== r.width) img = img.extract({ left: 0, top: 0, width: r.width, height: r.height });
+  if (r.dropAlpha) img = img.removeAlpha();
+  const q = options.quality;
+  switch (type) {
+    case 'webp':
+      return img.webp({ quality: q ?? 80 }).toBuffer();
+    case 'avif':
+      return img.avif({ quality: q ?? 50, effort: 2 }).toBuffer();
+    case 'png':
+      return img.png({ compressionLevel: 6 }).toBuffer();
+    case 'jpeg':
+      return img.jpeg({ quality: q ?? 80, mozjpeg: false }).toBuffer();
+  }
+}
+
+export function sharpVersions(): Record<string, string | undefined> {
+  return { ...sharp.versions };
+}
