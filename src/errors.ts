@@ -16,10 +16,13 @@ export const ERRORS = {
   UNKNOWN_FORMAT: { status: 404, message: 'No format with that name is configured' },
   SOURCE_NOT_FOUND: { status: 404, message: 'No source image exists for that key' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No route matches the request' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
+  BAD_REQUEST: { status: 400, message: 'The request is malformed' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'The method is not allowed on this route' },
   NOT_ACCEPTABLE: { status: 406, message: 'None of the accepted image types can be produced' },
   SIGNATURE_REQUIRED: { status: 403, message: 'This server requires signed URLs' },
   SIGNATURE_INVALID: { status: 403, message: 'The URL signature does not match' },
+  SIGNATURE_EXPIRED: { status: 403, message: 'The signed URL has expired' },
   REQUEST_TIMEOUT: { status: 408, message: 'The request took too long to arrive' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body exceeds the configured limit' },
   // source images
@@ -34,6 +37,7 @@ export const ERRORS = {
   ORIGIN_FAILED: { status: 502, message: 'The origin did not return the source image' },
   ORIGIN_TIMEOUT: { status: 504, message: 'The origin did not answer in time' },
   // capacity and state
+  SHUTTING_DOWN: { status: 503, message: 'The server is shutting down' },
   QUEUE_FULL: { status: 503, message: 'The decode queue is full; retry shortly' },
   TABLE_FULL: { status: 503, message: 'Every entry of the table is pinned by a reader; retry shortly' },
   STORAGE_LOCKED: { status: 503, message: 'Another process holds the writer lock on this storage' },

@@ -1,0 +1,351 @@
+// Server configuration from environment variables. One prefix (PIXTABLE_*) plus the conventional
+// PORT and HOST. Everything is validated once at start: a bad value stops the server with a
+// message that names the variable, what was expected and what arrived, instead of surfacing later
+// as an odd runtime failure.
+import path from 'node:path';
+import { DEFAULT_FORMATS, validateFormats, type Format, type FormatSpec } from '../formats.js';
+import { invalidParameter, PixtableError } from '../errors.js';
+import type { SyncMode } from '../types.js';
+
+export type ThumbType = 'webp' | 'avif' | 'png' | 'jpeg';
+export const THUMB_TYPES: readonly ThumbType[] = ['webp', 'avif', 'png', 'jpeg'];
+
+export interface SigningKey {
+  key: Buffer;
+  salt: Buffer;
+}
+
+export interface OriginConfig {
+  /** Base URL; the source key is appended (already percent-encoded per segment). */
+  base: URL;
+  /** Host names (exact, or `*.suffix`) a fetch may go to; the base host is always allowed. */
+  allowHosts: string[];
+  /** CIDR ranges that are reachable although private/loopback/link-local (explicit opt-in). */
+  allowNetworks: string[];
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+  maxBytes: number;
+  maxRedirects: number;
+}
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  storage: string;
+  formats: readonly FormatSpec[];
+  /** Validated copy of `formats`, so config errors surface before the cache opens. */
+  formatList: readonly Format[];
+  readOnly: boolean;
+  sync: SyncMode;
+  maxMappedBytes: number | undefined;
+  revalidate: boolean;
+  decode: {
+    concurrency: number | undefined;
+    maxQueue: number | undefined;
+    timeoutMs: number | undefined;
+    maxInputPixels: number | undefined;
+  };
+  /** Body cap for PUT /v1/sources (also the engine's maxInputBytes). */
+  maxUploadBytes: number;
+  /** Byte bound of the encoded-thumbnail LRU. */
+  thumbCacheBytes: number;
+  thumbQuality: number | undefined;
+  /** Server preference among types the client accepts equally. */
+  thumbTypes: readonly ThumbType[];
+  cacheControl: string;
+  /** Empty: signing off. Several entries: any of them verifies (key rotation); the first signs. */
+  signingKeys: readonly SigningKey[];
+  origin: OriginConfig | undefined;
+  /** Time for a whole request (headers + body) to arrive. */
+  requestTimeoutMs: number;
+  /** Time for the request headers to arrive. */
+  headersTimeoutMs: number;
+  /** Socket inactivity (covers clients that stop reading a response). */
+  idleTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** ms given to in-flight requests on SIGTERM before connections are cut. */
+  shutdownTimeoutMs: number;
+  logLevel: string;
+  /** Log one line per completed request (off keeps the hot path lean under load tests). */
+  logRequests: boolean;
+  corsOrigin: string | undefined;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Every variable this module reads, for docs/config.md and typo warnings. */
+export const ENV_VARS = [
+  'PORT',
+  'HOST',
+  'PIXTABLE_STORAGE',
+  'PIXTABLE_FORMATS',
+  'PIXTABLE_READ_ONLY',
+  'PIXTABLE_SYNC',
+  'PIXTABLE_MAX_MAPPED_BYTES',
+  'PIXTABLE_REVALIDATE',
+  'PIXTABLE_DECODE_CONCURRENCY',
+  'PIXTABLE_DECODE_QUEUE',
+  'PIXTABLE_DECODE_TIMEOUT_MS',
+  'PIXTABLE_MAX_INPUT_PIXELS',
+  'PIXTABLE_MAX_UPLOAD_BYTES',
+  'PIXTABLE_THUMB_CACHE_BYTES',
+  'PIXTABLE_THUMB_QUALITY',
+  'PIXTABLE_THUMB_TYPES',
+  'PIXTABLE_CACHE_CONTROL',
+  'PIXTABLE_KEY',
+  'PIXTABLE_SALT',
+  'PIXTABLE_ORIGIN',
+  'PIXTABLE_ORIGIN_ALLOW_HOSTS',
+  'PIXTABLE_ORIGIN_ALLOW_NETWORKS',
+  'PIXTABLE_ORIGIN_CONNECT_TIMEOUT_MS',
+  'PIXTABLE_ORIGIN_READ_TIMEOUT_MS',
+  'PIXTABLE_ORIGIN_MAX_BYTES',
+  'PIXTABLE_ORIGIN_MAX_REDIRECTS',
+  'PIXTABLE_REQUEST_TIMEOUT_MS',
+  'PIXTABLE_HEADERS_TIMEOUT_MS',
+  'PIXTABLE_IDLE_TIMEOUT_MS',
+  'PIXTABLE_KEEP_ALIVE_TIMEOUT_MS',
+  'PIXTABLE_SHUTDOWN_TIMEOUT_MS',
+  'PIXTABLE_LOG_LEVEL',
+  'PIXTABLE_LOG_REQUESTS',
+  'PIXTABLE_CORS_ORIGIN',
+] as const;
+
+/** Variables other parts of pixtable read (CLI, engine); not typos. */
+const OTHER_KNOWN = new Set<string>(['PIXTABLE_CONFIG', 'PIXTABLE_DEBUG']);
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function bad(name: string, expected: string, actual: unknown): PixtableError {
+  return invalidParameter('INVALID_CONFIG', name, expected, actual);
+}
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  // An empty variable (`FOO=`) means "unset": docker-compose and shells produce it easily.
+  if (v === undefined || v.trim() === '') return undefined;
+  return v.trim();
+}
+
+function int(env: Env, name: string, min: number, max: number): number | undefined;
+function int(env: Env, name: string, min: number, max: number, dflt: number): number;
+function int(env: Env, name: string, min: number, max: number, dflt?: number): number | undefined {
+  const v = str(env, name);
+  if (v === undefined) return dflt;
+  // Underscores allowed as digit separators (52_428_800) because byte sizes are long.
+  if (!/^\d[\d_]*$/.test(v)) throw bad(name, `an integer from ${min} to ${max}`, v);
+  const n = Number(v.replaceAll('_', ''));
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(name, `an integer from ${min} to ${max}`, v);
+  return n;
+}
+
+function bool(env: Env, name: string, dflt: boolean): boolean {
+  const v = str(env, name);
+  if (v === undefined) return dflt;
+  const l = v.toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(l)) return true;
+  if (['0', 'false', 'no', 'off'].includes(l)) return false;
+  throw bad(name, 'a boolean (true/false, 1/0, yes/no, on/off)', v);
+}
+
+function list(env: Env, name: string): string[] {
+  const v = str(env, name);
+  if (v === undefined) return [];
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function hexList(env: Env, name: string): Buffer[] {
+  return list(env, name).map((h, i) => {
+    if (!/^(?:[0-9a-fA-F]{2})+$/.test(h)) {
+      throw bad(`${name} (entry ${i + 1})`, 'hex-encoded bytes (an even number of 0-9a-f digits)', h);
+    }
+    return Buffer.from(h, 'hex');
+  });
+}
+
+function parseFormats(env: Env): { specs: readonly FormatSpec[]; list: Format[] } {
+  const v = str(env, 'PIXTABLE_FORMATS');
+  if (v === undefined) return { specs: DEFAULT_FORMATS, list: validateFormats(DEFAULT_FORMATS) };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch (e) {
+    throw bad(
+      'PIXTABLE_FORMATS',
+      'a JSON array of format objects',
+      `unparsable JSON (${(e as Error).message})`,
+    );
+  }
+  try {
+    return { specs: parsed as FormatSpec[], list: validateFormats(parsed) };
+  } catch (e) {
+    const msg = e instanceof PixtableError ? e.message : String(e);
+    throw new PixtableError('INVALID_CONFIG', `PIXTABLE_FORMATS: ${msg}`, { cause: e });
+  }
+}
+
+function parseSigning(env: Env): SigningKey[] {
+  const keys = hexList(env, 'PIXTABLE_KEY');
+  const salts = hexList(env, 'PIXTABLE_SALT');
+  if (keys.length !== salts.length) {
+    // A key without its salt would silently verify nothing the signer produced.
+    throw bad(
+      'PIXTABLE_KEY/PIXTABLE_SALT',
+      'the same number of comma-separated hex values (one salt per key)',
+      `${keys.length} key(s) and ${salts.length} salt(s)`,
+    );
+  }
+  keys.forEach((k, i) => {
+    if (k.length < 16)
+      throw bad(`PIXTABLE_KEY (entry ${i + 1})`, 'at least 16 bytes (32 hex digits)', `${k.length} bytes`);
+  });
+  return keys.map((key, i) => ({ key, salt: salts[i] as Buffer }));
+}
+
+function parseOrigin(env: Env, maxUploadBytes: number): OriginConfig | undefined {
+  const v = str(env, 'PIXTABLE_ORIGIN');
+  if (v === undefined) {
+    for (const n of ENV_VARS) {
+      if (n.startsWith('PIXTABLE_ORIGIN_') && str(env, n) !== undefined) {
+        throw bad(n, 'set only together with PIXTABLE_ORIGIN', env[n]);
+      }
+    }
+    return undefined;
+  }
+  let base: URL;
+  try {
+    base = new URL(v);
+  } catch {
+    throw bad('PIXTABLE_ORIGIN', 'an absolute http:// or https:// URL', v);
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+    throw bad('PIXTABLE_ORIGIN', 'an absolute http:// or https:// URL', v);
+  }
+  if (base.username || base.password || base.search || base.hash) {
+    throw bad('PIXTABLE_ORIGIN', 'a URL without credentials, query or fragment', v);
+  }
+  if (!base.pathname.endsWith('/')) base.pathname += '/';
+  const allowHosts = list(env, 'PIXTABLE_ORIGIN_ALLOW_HOSTS').map((h) => h.toLowerCase());
+  for (const h of allowHosts) {
+    if (!/^(\*\.)?[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/.test(h)) {
+      throw bad('PIXTABLE_ORIGIN_ALLOW_HOSTS', 'comma-separated host names (optionally *.suffix)', h);
+    }
+  }
+  const allowNetworks = list(env, 'PIXTABLE_ORIGIN_ALLOW_NETWORKS');
+  for (const c of allowNetworks) {
+    if (!isCidr(c))
+      throw bad('PIXTABLE_ORIGIN_ALLOW_NETWORKS', 'comma-separated CIDR ranges like 10.0.0.0/8', c);
+  }
+  return {
+    base,
+    allowHosts,
+    allowNetworks,
+    connectTimeoutMs: int(env, 'PIXTABLE_ORIGIN_CONNECT_TIMEOUT_MS', 1, 600_000, 5_000),
+    readTimeoutMs: int(env, 'PIXTABLE_ORIGIN_READ_TIMEOUT_MS', 1, 600_000, 10_000),
+    maxBytes: int(env, 'PIXTABLE_ORIGIN_MAX_BYTES', 1, 2 ** 31 - 1, maxUploadBytes),
+    maxRedirects: int(env, 'PIXTABLE_ORIGIN_MAX_REDIRECTS', 0, 10, 3),
+  };
+}
+
+function isCidr(c: string): boolean {
+  const m = /^(.+)\/(\d{1,3})$/.exec(c);
+  if (!m) return false;
+  const [, addr = '', bits = ''] = m;
+  const b = Number(bits);
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(addr)) {
+    return addr.split('.').every((o) => Number(o) <= 255) && b <= 32;
+  }
+  return /^[0-9a-fA-F:.]+$/.test(addr) && addr.includes(':') && b <= 128;
+}
+
+/**
+ * Reads the configuration. Throws PixtableError INVALID_CONFIG naming the variable.
+ * `warnings` lists PIXTABLE_* variables nobody reads (likely typos) — reported, not fatal, so
+ * one deployment file can serve several versions.
+ */
+export function loadConfig(
+  env: Env = process.env,
+  cwd = process.cwd(),
+): { config: ServerConfig; warnings: string[] } {
+  const maxUploadBytes = int(env, 'PIXTABLE_MAX_UPLOAD_BYTES', 1, 2 ** 31 - 1, 50 * 1024 * 1024);
+  const formats = parseFormats(env);
+  const sync = str(env, 'PIXTABLE_SYNC') ?? 'batch';
+  if (sync !== 'none' && sync !== 'batch' && sync !== 'always') {
+    throw bad('PIXTABLE_SYNC', 'one of none, batch, always', sync);
+  }
+  const logLevel = (str(env, 'PIXTABLE_LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel))
+    throw bad('PIXTABLE_LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
+  const thumbTypesRaw = list(env, 'PIXTABLE_THUMB_TYPES');
+  for (const t of thumbTypesRaw) {
+    if (!(THUMB_TYPES as readonly string[]).includes(t)) {
+      throw bad('PIXTABLE_THUMB_TYPES', `comma-separated values from ${THUMB_TYPES.join(', ')}`, t);
+    }
+  }
+  const host = str(env, 'HOST') ?? '127.0.0.1';
+  if (!/^[a-zA-Z0-9.:_-]+$/.test(host)) throw bad('HOST', 'a host name or IP address to listen on', host);
+  const requestTimeoutMs = int(env, 'PIXTABLE_REQUEST_TIMEOUT_MS', 1, 3_600_000, 60_000);
+  const headersTimeoutMs = int(
+    env,
+    'PIXTABLE_HEADERS_TIMEOUT_MS',
+    1,
+    3_600_000,
+    Math.min(10_000, requestTimeoutMs),
+  );
+  if (headersTimeoutMs > requestTimeoutMs) {
+    // Node refuses this combination at listen time with a less helpful message.
+    throw bad(
+      'PIXTABLE_HEADERS_TIMEOUT_MS',
+      `at most PIXTABLE_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+      headersTimeoutMs,
+    );
+  }
+  const storage = path.resolve(cwd, str(env, 'PIXTABLE_STORAGE') ?? 'storage');
+  const corsOrigin = str(env, 'PIXTABLE_CORS_ORIGIN');
+
+  const config: ServerConfig = {
+    host,
+    port: int(env, 'PORT', 0, 65535, 8080),
+    storage,
+    formats: formats.specs,
+    formatList: formats.list,
+    readOnly: bool(env, 'PIXTABLE_READ_ONLY', false),
+    sync,
+    maxMappedBytes: int(env, 'PIXTABLE_MAX_MAPPED_BYTES', 65_536, Number.MAX_SAFE_INTEGER),
+    revalidate: bool(env, 'PIXTABLE_REVALIDATE', true),
+    decode: {
+      concurrency: int(env, 'PIXTABLE_DECODE_CONCURRENCY', 1, 64),
+      maxQueue: int(env, 'PIXTABLE_DECODE_QUEUE', 0, 100_000),
+      timeoutMs: int(env, 'PIXTABLE_DECODE_TIMEOUT_MS', 1_000, 600_000),
+      maxInputPixels: int(env, 'PIXTABLE_MAX_INPUT_PIXELS', 1, Number.MAX_SAFE_INTEGER),
+    },
+    maxUploadBytes,
+    thumbCacheBytes: int(env, 'PIXTABLE_THUMB_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER, 64 * 1024 * 1024),
+    thumbQuality: int(env, 'PIXTABLE_THUMB_QUALITY', 1, 100),
+    thumbTypes: thumbTypesRaw.length ? (thumbTypesRaw as ThumbType[]) : ['webp', 'avif'],
+    cacheControl: str(env, 'PIXTABLE_CACHE_CONTROL') ?? 'public, max-age=3600',
+    signingKeys: parseSigning(env),
+    origin: parseOrigin(env, maxUploadBytes),
+    requestTimeoutMs,
+    headersTimeoutMs,
+    idleTimeoutMs: int(env, 'PIXTABLE_IDLE_TIMEOUT_MS', 1, 3_600_000, 30_000),
+    keepAliveTimeoutMs: int(env, 'PIXTABLE_KEEP_ALIVE_TIMEOUT_MS', 1, 3_600_000, 5_000),
+    shutdownTimeoutMs: int(env, 'PIXTABLE_SHUTDOWN_TIMEOUT_MS', 0, 3_600_000, 10_000),
+    logLevel,
+    logRequests: bool(env, 'PIXTABLE_LOG_REQUESTS', true),
+    corsOrigin,
+  };
+  const known = new Set<string>(ENV_VARS);
+  const warnings = Object.keys(env)
+    .filter((k) => k.startsWith('PIXTABLE_') && !known.has(k) && !OTHER_KNOWN.has(k))
+    .map((k) => `${k} is not a pixtable setting (typo?); it is ignored`);
+  return { config, warnings };
+}
+
+/** Config for tests and embedding: defaults, then `overrides`. */
+export function defaultConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  return { ...loadConfig({}).config, ...overrides };
+}

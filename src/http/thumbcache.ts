@@ -1,0 +1,88 @@
+// Encoded thumbnails, kept in a byte-bounded LRU so a hot thumbnail is encoded once. Keys include
+// the entry's ETag (which changes whenever the entry is rewritten), so a replaced source can never
+// be answered with the old encoding; stale encodings just age out. Concurrent requests for one
+// missing encoding share a single encode.
+import { LRUCache } from 'lru-cache';
+
+export interface EncodedThumb {
+  body: Buffer;
+  /** Strong validator of this encoding. */
+  etag: string;
+  contentType: string;
+  /** Pre-rendered Content-Length value (no number→string per hit). */
+  length: string;
+}
+
+export class ThumbCache {
+  private readonly lru: LRUCache<string, EncodedThumb> | undefined;
+  private readonly pending = new Map<string, Promise<EncodedThumb>>();
+
+  constructor(maxBytes: number) {
+    // 0 disables caching (every request encodes), useful to measure the encoder.
+    this.lru =
+      maxBytes > 0
+        ? new LRUCache<string, EncodedThumb>({
+            maxSize: maxBytes,
+            sizeCalculation: (v) => Math.max(1, v.body.length + 256),
+          })
+        : undefined;
+  }
+
+  get(key: string): EncodedThumb | undefined {
+    return this.lru?.get(key);
+  }
+
+  /** Returns the cached encoding or runs `encode` once for all concurrent callers. */
+  async getOrEncode(key: string, encode: () => Promise<EncodedThumb>): Promise<EncodedThumb> {
+    const hit = this.lru?.get(key);
+    if (hit) return hit;
+    let p = this.pending.get(key);
+    if (!p) {
+      p = encode().then(
+        (v) => {
+          this.pending.delete(key);
+          this.lru?.set(key, v);
+          return v;
+        },
+        (e: unknown) => {
+          this.pending.delete(key);
+          throw e;
+        },
+      );
+      this.pending.set(key, p);
+    }
+    return p;
+  }
+
+  get bytes(): number {
+    return this.lru?.calculatedSize ?? 0;
+  }
+
+  get size(): number {
+    return this.lru?.size ?? 0;
+  }
+
+  clear(): void {
+    this.lru?.clear();
+  }
+}
+
+/** Derives a per-type validator from an entry ETag (quoted or not, weak or strong). */
+export function deriveEtag(entryEtag: string, suffix: string): string {
+  const weak = entryEtag.startsWith('W/');
+  const bare = (weak ? entryEtag.slice(2) : entryEtag).replace(/^"|"$/g, '');
+  return `${weak ? 'W/' : ''}"${bare}-${suffix}"`;
+}
+
+/** RFC 9110 If-None-Match: weak comparison; `*` matches anything. */
+export function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false;
+  if (ifNoneMatch === etag) return true; // the common case: the client echoes our header
+  const opaque = etag.startsWith('W/') ? etag.slice(2) : etag;
+  for (const raw of ifNoneMatch.split(',')) {
+    const t = raw.trim();
+    if (t === '*') return true;
+    if ((t.startsWith('W/') ? t.slice(2) : t) === opaque) return true;
+  }
+  return false;
+}
