@@ -1,0 +1,726 @@
+// The HTTP service. Hot paths (raw pixels, thumbnail hits) take the reply over (`reply.hijack()`)
+// and write Buffer views of the table mapping straight to the socket with a pre-built header
+// list: one `writeHead` + one `end(slice)` for a whole entry, synchronous `write(row)` per row for
+// a rectangle (Node corks the socket for the tick, so the rows leave as one gathered writev of
+// mapping slices). Nothing is concatenated, copied or serialised per request on those paths.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Socket } from 'node:net';
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyError,
+} from 'fastify';
+import swagger from '@fastify/swagger';
+import { ERRORS, PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
+import { describeFormat, type Format } from '../formats.js';
+import type { ImageView } from '../types.js';
+import type { ServerConfig } from '../config/env.js';
+import type { PixelCache } from './cache-api.js';
+import { sharpEncode, loadSharp, type EncodeFn } from './encode.js';
+import { keyFromUrl } from './keys.js';
+import { parseRect } from './rect.js';
+import { parseRange, type ByteRange } from './range.js';
+import { chooseType, MIME } from './negotiate.js';
+import { verifyUrl } from './sign.js';
+import { fetchFromOrigin } from './origin.js';
+import { ThumbCache, deriveEtag, etagMatches, type EncodedThumb } from './thumbcache.js';
+import { Metrics } from './metrics.js';
+import * as schemas from './schemas.js';
+
+export interface BuildOptions {
+  cache: PixelCache;
+  config: ServerConfig;
+  /** fastify logger option; default: JSON logs at config.logLevel. */
+  logger?: boolean | object;
+  /** Shared with the cache's onDecode (see startServer); created when absent. */
+  metrics?: Metrics;
+  /** Thumbnail encoder; default sharp via src/native/sharp.ts. */
+  encode?: EncodeFn;
+}
+
+export interface AppState {
+  /** false once shutdown started: /readyz answers 503 so load balancers drain us. */
+  ready: boolean;
+  thumbs: ThumbCache;
+  metrics: Metrics;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    pixtable: AppState;
+  }
+}
+
+const PIXELS_PREFIX = '/v1/pixels/';
+const THUMBS_PREFIX = '/v1/thumbnails/';
+const SOURCES_PREFIX = '/v1/sources/';
+const HAS_ALPHA = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied']);
+
+/** `{ "error": { code, message } }` as a pre-serialised string (also used outside fastify). */
+export function errorBody(code: ErrorCode, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+/** Maps anything thrown to a registry error. Unknown errors become INTERNAL (details only in logs). */
+export function toPixtableError(e: unknown): PixtableError {
+  if (isPixtableError(e)) return e;
+  const fe = e as FastifyError;
+  switch (fe?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new PixtableError('BODY_TOO_LARGE', fe.message);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new PixtableError('BAD_REQUEST', fe.message);
+    case 'FST_ERR_VALIDATION':
+      return new PixtableError('INVALID_PARAMETER', fe.message);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new PixtableError('UNSUPPORTED_IMAGE', fe.message);
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new PixtableError('REQUEST_TIMEOUT');
+  }
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new PixtableError('BAD_REQUEST', fe.message);
+  }
+  return new PixtableError('INTERNAL', undefined, { cause: e });
+}
+
+/** Splits `/<prefix><format>/<key...>` (raw, encoded) into the format name and decoded key. */
+function formatAndKey(rawUrl: string, prefixLength: number): { formatName: string; key: string } {
+  const slash = rawUrl.indexOf('/', prefixLength);
+  const q = rawUrl.indexOf('?');
+  if (slash < 0 || (q >= 0 && slash > q))
+    throw new PixtableError('INVALID_KEY', 'the URL has no key after the format');
+  let formatName: string;
+  try {
+    formatName = decodeURIComponent(rawUrl.slice(prefixLength, slash));
+  } catch {
+    throw new PixtableError('UNKNOWN_FORMAT', 'malformed percent-encoding in the format name');
+  }
+  return { formatName, key: keyFromUrl(rawUrl, slash + 1) };
+}
+
+/** Header-value strings that depend only on the format (cover entries have the box size). */
+interface FormatHeaders {
+  width: string;
+  height: string;
+  stride: string;
+  length: string;
+  pixelFormat: string;
+}
+
+export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
+  const { cache, config } = opts;
+  const encode = opts.encode ?? sharpEncode;
+  const metrics = opts.metrics ?? new Metrics();
+  const thumbs = new ThumbCache(config.thumbCacheBytes);
+  metrics.attach(cache, thumbs);
+
+  const app = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+    // fastify's default is two lines per request; we write one (onResponse), or none under load.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: 'x-request-id',
+    bodyLimit: config.maxUploadBytes,
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.idleTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    return503OnClosing: true,
+    clientErrorHandler: clientError,
+    // The router rejects malformed percent-encoding before any handler; answer in our error shape.
+    frameworkErrors(error, request, reply) {
+      const url = request.raw.url ?? '';
+      const code: ErrorCode = /^\/v1\/(pixels|thumbnails|sources)\//.test(url)
+        ? 'INVALID_KEY'
+        : 'BAD_REQUEST';
+      void (reply as FastifyReply)
+        .code(400)
+        .type('application/json; charset=utf-8')
+        .send(errorBody(code, `${ERRORS[code].message}: ${error.message}`));
+    },
+    ajv: { customOptions: { coerceTypes: false } },
+  });
+  app.server.headersTimeout = config.headersTimeoutMs;
+  const state: AppState = { ready: true, thumbs, metrics };
+  app.decorate('pixtable', state);
+
+  const cacheControl = config.cacheControl;
+  const cors: string[] = config.corsOrigin
+    ? [
+        'Access-Control-Allow-Origin',
+        config.corsOrigin,
+        'Access-Control-Expose-Headers',
+        'ETag, Content-Length, Content-Range, X-Image-Width, X-Image-Height, X-Row-Stride, X-Pixel-Format',
+      ]
+    : [];
+  const formatHeaders = new Map<string, FormatHeaders>();
+  for (const f of cache.formats) {
+    formatHeaders.set(f.name, {
+      width: String(f.width),
+      height: String(f.height),
+      stride: String(f.stride),
+      length: String(f.pixelBytes),
+      pixelFormat: f.pixelFormat,
+    });
+  }
+
+  // ---------- errors ----------
+  app.setErrorHandler((err, request, reply) => {
+    const pe = toPixtableError(err);
+    if (pe.code === 'INTERNAL') request.log.error({ err }, 'internal error');
+    else if (pe.status >= 500) request.log.warn({ code: pe.code, msg: pe.message }, 'unavailable');
+    const retryAfter = pe.details?.retryAfter;
+    if (typeof retryAfter === 'number')
+      reply.header('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
+    else if (pe.status === 503) reply.header('Retry-After', '1');
+    void reply
+      .code(pe.status)
+      .type('application/json; charset=utf-8')
+      .send(errorBody(pe.code, pe.code === 'INTERNAL' ? ERRORS.INTERNAL.message : pe.message));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .code(404)
+      .type('application/json; charset=utf-8')
+      .send(
+        errorBody(
+          'ROUTE_NOT_FOUND',
+          `${ERRORS.ROUTE_NOT_FOUND.message}: ${request.method} ${request.url.split('?')[0]}`,
+        ),
+      );
+  });
+
+  // ---------- logging and metrics ----------
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.countRequest(route, request.method, reply.statusCode);
+    if (config.logRequests) {
+      request.log.info(
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+        },
+        'request',
+      );
+    }
+    done();
+  });
+
+  // ---------- signed URLs ----------
+  const signed =
+    config.signingKeys.length > 0
+      ? {
+          onRequest: (request: FastifyRequest, _reply: FastifyReply, done: (e?: Error) => void) => {
+            try {
+              verifyUrl(request.raw.url ?? '', config.signingKeys, Date.now());
+              done();
+            } catch (e) {
+              done(e as Error);
+            }
+          },
+        }
+      : {};
+
+  // Schemas are documentation (OpenAPI) and response serialisation; request parsing on the hot
+  // routes is hand-written (stricter messages, no per-request validator run).
+  const noValidation = { validatorCompiler: () => () => true };
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'pixtable',
+        version: '1',
+        description:
+          'Decoded-image cache: raw pixels straight from memory-mapped tables, encoded thumbnails, source uploads. ' +
+          'Every error body is {"error":{"code","message"}}; codes are listed in docs/errors.md.',
+      },
+      components: config.signingKeys.length
+        ? { securitySchemes: { sig: { type: 'apiKey', in: 'query', name: 'sig' } } }
+        : {},
+    },
+  });
+
+  // ---------- loading entries ----------
+  const originFetches = new Map<string, Promise<void>>();
+  async function fetchOrigin(key: string): Promise<void> {
+    let p = originFetches.get(key);
+    if (!p) {
+      const o = config.origin;
+      if (!o) throw new PixtableError('SOURCE_NOT_FOUND', key);
+      p = (async () => {
+        const bytes = await fetchFromOrigin(o, key);
+        await cache.put(key, bytes);
+      })().finally(() => originFetches.delete(key));
+      originFetches.set(key, p);
+    }
+    return p;
+  }
+
+  async function load(formatName: string, key: string): Promise<ImageView> {
+    try {
+      return await cache.get(formatName, key);
+    } catch (e) {
+      if (!config.origin || !isPixtableError(e) || e.code !== 'SOURCE_NOT_FOUND') throw e;
+      await fetchOrigin(key);
+      return cache.get(formatName, key);
+    }
+  }
+
+  function lookupFormat(name: string): Format {
+    return cache.format(name); // throws UNKNOWN_FORMAT
+  }
+
+  // ---------- raw pixels ----------
+  function sendRaw(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    view: ImageView,
+    q: Record<string, string | undefined>,
+  ) {
+    const req = request.raw;
+    const res = reply.raw;
+    const etag = view.etag;
+    if (etagMatches(req.headers['if-none-match'], etag)) {
+      view.release();
+      reply.hijack();
+      res.writeHead(304, ['ETag', etag, 'Cache-Control', cacheControl, ...cors]);
+      res.end();
+      return;
+    }
+    try {
+      sendRawPinned(request, reply, view, q, etag);
+    } catch (e) {
+      view.release();
+      throw e;
+    }
+  }
+
+  function sendRawPinned(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    view: ImageView,
+    q: Record<string, string | undefined>,
+    etag: string,
+  ) {
+    const req = request.raw;
+    const res = reply.raw;
+    const rectParam = q.rect;
+    let rows: Buffer[] | undefined;
+    let width: string;
+    let height: string;
+    let stride: string;
+    let size: number;
+    let sizeStr: string;
+    const fh = formatHeaders.get(view.format);
+    if (rectParam !== undefined) {
+      const r = parseRect(rectParam, view.width, view.height);
+      rows = view.rows(r.x, r.y, r.w, r.h);
+      const rowBytes = r.w * view.bytesPerPixel;
+      size = rowBytes * r.h;
+      width = String(r.w);
+      height = String(r.h);
+      stride = String(rowBytes);
+      sizeStr = String(size);
+    } else if (
+      fh &&
+      view.pixels.length === view.stride * view.height &&
+      String(view.width) === fh.width &&
+      String(view.height) === fh.height
+    ) {
+      width = fh.width;
+      height = fh.height;
+      stride = fh.stride;
+      size = view.pixels.length;
+      sizeStr = size === Number(fh.length) ? fh.length : String(size);
+    } else {
+      width = String(view.width);
+      height = String(view.height);
+      stride = String(view.stride);
+      size = view.pixels.length;
+      sizeStr = String(size);
+    }
+    let range: ByteRange | 'unsatisfiable' | undefined;
+    const rangeHeader = req.headers.range;
+    if (rangeHeader !== undefined) {
+      const ifRange = req.headers['if-range'];
+      range = ifRange === undefined || ifRange === etag ? parseRange(rangeHeader, size) : undefined;
+    }
+    if (range === 'unsatisfiable') {
+      throw new PixtableError('RANGE_NOT_SATISFIABLE', `${rangeHeader} is outside the ${size}-byte body`, {
+        details: { size },
+      });
+    }
+    reply.hijack();
+    // The pin lives until the socket is done with the mapping: 'close' follows 'finish' and also
+    // fires on abort, so a client that disconnects mid-body releases it too.
+    res.once('close', () => view.release());
+    const headers = [
+      'Content-Type',
+      'application/octet-stream',
+      'Content-Length',
+      range ? String(range.end - range.start + 1) : sizeStr,
+      'ETag',
+      etag,
+      'Cache-Control',
+      cacheControl,
+      'Accept-Ranges',
+      'bytes',
+      'X-Image-Width',
+      width,
+      'X-Image-Height',
+      height,
+      'X-Row-Stride',
+      stride,
+      'X-Pixel-Format',
+      view.pixelFormat,
+      ...cors,
+    ];
+    if (range) headers.push('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+    res.writeHead(range ? 206 : 200, headers);
+    if (rows === undefined) {
+      res.end(range ? view.pixels.subarray(range.start, range.end + 1) : view.pixels);
+      return;
+    }
+    if (!range) {
+      for (let i = 0; i < rows.length; i++) res.write(rows[i] as Buffer);
+      res.end();
+      return;
+    }
+    // A range over the packed rectangle: the rows it touches, trimmed at both ends (still views).
+    const rowBytes = Number(stride);
+    const first = Math.floor(range.start / rowBytes);
+    const last = Math.floor(range.end / rowBytes);
+    for (let i = first; i <= last; i++) {
+      const row = rows[i] as Buffer;
+      const from = i === first ? range.start - i * rowBytes : 0;
+      const to = i === last ? range.end - i * rowBytes + 1 : rowBytes;
+      res.write(from === 0 && to === rowBytes ? row : row.subarray(from, to));
+    }
+    res.end();
+  }
+
+  const pixelsPrefixLength = PIXELS_PREFIX.length;
+  app.route({
+    method: 'GET',
+    url: '/v1/pixels/:format/*',
+    schema: schemas.pixels,
+    ...noValidation,
+    ...signed,
+    handler(request, reply) {
+      const { formatName, key } = formatAndKey(request.raw.url ?? '', pixelsPrefixLength);
+      lookupFormat(formatName);
+      const q = request.query as Record<string, string | undefined>;
+      const hit = cache.peek(formatName, key);
+      if (hit) {
+        sendRaw(request, reply, hit, q);
+        return reply;
+      }
+      return load(formatName, key).then((view) => {
+        sendRaw(request, reply, view, q);
+        return reply;
+      });
+    },
+  });
+
+  // ---------- thumbnails ----------
+  const quality = config.thumbQuality;
+  const qualityTag = quality === undefined ? '' : `-q${quality}`;
+  async function encodeEntry(view: ImageView, type: keyof typeof MIME, etag: string): Promise<EncodedThumb> {
+    const body = await encode(view, type, quality);
+    return { body, etag, contentType: MIME[type], length: String(body.length) };
+  }
+
+  function sendThumb(request: FastifyRequest, reply: FastifyReply, t: EncodedThumb, vary: boolean) {
+    const res = reply.raw;
+    reply.hijack();
+    if (etagMatches(request.raw.headers['if-none-match'], t.etag)) {
+      res.writeHead(
+        304,
+        vary
+          ? ['ETag', t.etag, 'Cache-Control', cacheControl, 'Vary', 'Accept', ...cors]
+          : ['ETag', t.etag, 'Cache-Control', cacheControl, ...cors],
+      );
+      res.end();
+      return;
+    }
+    const headers = [
+      'Content-Type',
+      t.contentType,
+      'Content-Length',
+      t.length,
+      'ETag',
+      t.etag,
+      'Cache-Control',
+      cacheControl,
+      ...cors,
+    ];
+    if (vary) headers.push('Vary', 'Accept');
+    res.writeHead(200, headers);
+    res.end(t.body);
+  }
+
+  const thumbsPrefixLength = THUMBS_PREFIX.length;
+  app.route({
+    method: 'GET',
+    url: '/v1/thumbnails/:format/*',
+    schema: schemas.thumbnails,
+    ...noValidation,
+    ...signed,
+    async handler(request, reply) {
+      const { formatName, key } = formatAndKey(request.raw.url ?? '', thumbsPrefixLength);
+      const format = lookupFormat(formatName);
+      const q = request.query as Record<string, string | undefined>;
+      const { type, negotiated } = chooseType(
+        q.type,
+        request.headers.accept,
+        config.thumbTypes,
+        HAS_ALPHA.has(format.pixelFormat),
+      );
+      const view = cache.peek(formatName, key) ?? (await load(formatName, key));
+      let t: EncodedThumb;
+      try {
+        const etag = deriveEtag(view.etag, `${type}${qualityTag}`);
+        const lruKey = `${view.etag}\u0000${type}`;
+        t = thumbs.get(lruKey) ?? (await thumbs.getOrEncode(lruKey, () => encodeEntry(view, type, etag)));
+      } finally {
+        view.release();
+      }
+      sendThumb(request, reply, t, negotiated);
+      return reply;
+    },
+  });
+
+  // ---------- sources ----------
+  await app.register(async (scope) => {
+    // Uploads are opaque bytes whatever Content-Type says; the engine decides what they are.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(
+      '*',
+      { parseAs: 'buffer', bodyLimit: config.maxUploadBytes },
+      (_req, body, done) => {
+        done(null, body);
+      },
+    );
+    const sourcesPrefixLength = SOURCES_PREFIX.length;
+    scope.route({
+      method: 'PUT',
+      url: '/v1/sources/*',
+      schema: schemas.putSource,
+      ...noValidation,
+      ...signed,
+      async handler(request, reply) {
+        const key = keyFromUrl(request.raw.url ?? '', sourcesPrefixLength);
+        const body = request.body;
+        if (!Buffer.isBuffer(body) || body.length === 0) throw new PixtableError('EMPTY_SOURCE');
+        let existed = false;
+        try {
+          existed = (await fs.stat(path.join(cache.sourcesDir, key))).isFile();
+        } catch {
+          existed = false;
+        }
+        const result = await cache.put(key, body);
+        return reply.code(existed ? 200 : 201).send(result);
+      },
+    });
+    scope.route({
+      method: 'DELETE',
+      url: '/v1/sources/*',
+      schema: schemas.deleteSource,
+      ...noValidation,
+      ...signed,
+      async handler(request, reply) {
+        const key = keyFromUrl(request.raw.url ?? '', sourcesPrefixLength);
+        if (!(await cache.delete(key))) throw new PixtableError('SOURCE_NOT_FOUND', key);
+        return reply.code(204).send();
+      },
+    });
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/v1/sources',
+    schema: schemas.listSources,
+    ...signed,
+    async handler() {
+      return { keys: await cache.listSources() };
+    },
+  });
+
+  // ---------- formats ----------
+  const formatsJson = JSON.stringify(cache.formats.map(describeFormat));
+  app.route({
+    method: 'GET',
+    url: '/v1/formats',
+    schema: schemas.formats,
+    handler(_request, reply) {
+      void reply.type('application/json; charset=utf-8').send(formatsJson);
+    },
+  });
+
+  // ---------- operations ----------
+  let health: { at: number; ok: boolean; checks: Record<string, string> } | undefined;
+  async function checkHealth() {
+    const checks: Record<string, string> = {};
+    let ok = true;
+    try {
+      const m = await loadSharp();
+      checks.sharp = `ok (libvips ${m.sharpVersions().vips ?? '?'})`;
+    } catch (e) {
+      ok = false;
+      checks.sharp = `failed: ${(e as Error).message}`;
+    }
+    // Writable = we can create and remove a file, not just that the mode bits say so (a full or
+    // read-only-remounted volume passes access(W_OK)).
+    const probe = path.join(cache.storage, `.healthz-${process.pid}`);
+    try {
+      await fs.writeFile(probe, 'ok');
+      await fs.rm(probe, { force: true });
+      checks.storage = 'ok (writable)';
+    } catch (e) {
+      if (config.readOnly) checks.storage = 'read-only (as configured)';
+      else {
+        ok = false;
+        checks.storage = `failed: ${(e as Error).message}`;
+      }
+    }
+    return { ok, checks };
+  }
+  app.route({
+    method: 'GET',
+    url: '/healthz',
+    schema: schemas.health,
+    async handler(_request, reply) {
+      const now = Date.now();
+      // At most one probe per second however often the orchestrator asks.
+      if (!health || now - health.at > 1000) health = { at: now, ...(await checkHealth()) };
+      return reply
+        .code(health.ok ? 200 : 503)
+        .send({ status: health.ok ? 'ok' : 'failing', checks: health.checks });
+    },
+  });
+  app.route({
+    method: 'GET',
+    url: '/readyz',
+    schema: schemas.ready,
+    handler(_request, reply) {
+      if (!state.ready) {
+        void reply.code(503).header('Retry-After', '1').send({ status: 'shutting down' });
+        return;
+      }
+      void reply.send({ status: 'ready' });
+    },
+  });
+  app.route({
+    method: 'GET',
+    url: '/metrics',
+    schema: { hide: true },
+    async handler(_request, reply) {
+      const text = await metrics.text();
+      return reply.type(metrics.contentType).send(text);
+    },
+  });
+  app.route({
+    method: 'GET',
+    url: '/openapi.json',
+    schema: { hide: true },
+    handler(_request, reply) {
+      void reply.send(app.swagger());
+    },
+  });
+  app.route({
+    method: 'GET',
+    url: '/',
+    schema: { hide: true },
+    handler(_request, reply) {
+      void reply.type('text/html; charset=utf-8').send(indexPage(cache.formats));
+    },
+  });
+
+  // ---------- 405 for known paths ----------
+  const allowed: Record<string, string[]> = {
+    '/v1/formats': ['GET', 'HEAD'],
+    '/v1/pixels/:format/*': ['GET', 'HEAD'],
+    '/v1/thumbnails/:format/*': ['GET', 'HEAD'],
+    '/v1/sources': ['GET', 'HEAD'],
+    '/v1/sources/*': ['PUT', 'DELETE'],
+    '/healthz': ['GET', 'HEAD'],
+    '/readyz': ['GET', 'HEAD'],
+    '/metrics': ['GET', 'HEAD'],
+  };
+  const all = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH'];
+  for (const [url, methods] of Object.entries(allowed)) {
+    const others = all.filter((m) => !methods.includes(m));
+    const allow = methods.join(', ');
+    app.route({
+      method: others,
+      url,
+      schema: { hide: true },
+      handler(request, reply) {
+        void reply
+          .code(405)
+          .header('Allow', allow)
+          .type('application/json; charset=utf-8')
+          .send(
+            errorBody(
+              'METHOD_NOT_ALLOWED',
+              `${ERRORS.METHOD_NOT_ALLOWED.message}: ${request.method}; allowed: ${allow}`,
+            ),
+          );
+      },
+    });
+  }
+
+  app.addHook('onClose', (_instance, done) => {
+    state.ready = false;
+    done();
+  });
+
+  return app;
+}
+
+/**
+ * Errors Node's HTTP parser raises before a request exists (header timeout, oversized headers,
+ * malformed requests) — answered in the same JSON shape as every other error.
+ */
+function clientError(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let code: ErrorCode = 'BAD_REQUEST';
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'REQUEST_TIMEOUT';
+  else if (err.code === 'HPE_HEADER_OVERFLOW') code = 'HEADERS_TOO_LARGE';
+  const { status, message } = ERRORS[code];
+  const body = errorBody(code, message);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function indexPage(formats: readonly Format[]): string {
+  const rows = formats
+    .map(
+      (f) =>
+        `<tr><td>${escapeHtml(f.name)}</td><td>${f.width}×${f.height}</td><td>${f.fit}</td><td>${f.pixelFormat}</td><td>${f.stride}</td></tr>`,
+    )
+    .join('');
+  return `<!doctype html><meta charset="utf-8"><title>pixtable</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}code{background:#f2f2f2;padding:0 .2em}td,th{padding:.1rem .6rem;text-align:left}</style>
+<h1>pixtable</h1>
+<p>Decoded-image cache. Upload a source, then ask for pixels or a thumbnail in any format below.</p>
+<pre>curl -T cat.jpg http://HOST/v1/sources/photos/cat.jpg
+curl -o t.webp -H 'Accept: image/webp' http://HOST/v1/thumbnails/${escapeHtml(formats[0]?.name ?? 'thumb-64')}/photos/cat.jpg
+curl -D- -o cat.rgba http://HOST/v1/pixels/${escapeHtml(formats[0]?.name ?? 'thumb-64')}/photos/cat.jpg</pre>
+<table><tr><th>format</th><th>box</th><th>fit</th><th>pixels</th><th>stride</th></tr>${rows}</table>
+<p>API: <a href="/openapi.json">/openapi.json</a> · <a href="/v1/formats">/v1/formats</a> · <a href="/v1/sources">/v1/sources</a> · <a href="/healthz">/healthz</a> · <a href="/metrics">/metrics</a></p>`;
+}

@@ -1,0 +1,19 @@
+// The part of ImageCache (src/cache.ts) the HTTP layer uses, as a structural type: the server is
+// written against the engine's public contract, and tests can drive routes with a stand-in.
+import type { Format } from '../formats.js';
+import type { CacheStats, ImageView, PutResult } from '../types.js';
+
+export interface PixelCache {
+  readonly storage: string;
+  readonly sourcesDir: string;
+  readonly formats: readonly Format[];
+  format(name: string): Format;
+  get(format: string, key: string): Promise<ImageView>;
+  peek(format: string, key: string): ImageView | undefined;
+  has(format: string, key: string): boolean;
+  put(key: string, bytes: Buffer): Promise<PutResult>;
+  delete(key: string): Promise<boolean>;
+  listSources(): Promise<string[]>;
+  stats(): CacheStats;
+  close(): Promise<void>;
+}

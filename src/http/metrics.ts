@@ -1,0 +1,134 @@
+// Prometheus metrics. The request path only bumps plain integers in a Map (no label hashing or
+// object allocation per request); prom-client reads them, and the engine's stats(), at scrape time.
+import client from 'prom-client';
+import type { PixelCache } from './cache-api.js';
+import type { ThumbCache } from './thumbcache.js';
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly requests = new Map<string, number>();
+  private readonly decodeHistogram: client.Histogram;
+  private cache: PixelCache | undefined;
+  private thumbs: ThumbCache | undefined;
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'pixtable_process_' });
+    // prom-client calls collect() with `this` bound to the metric, so the instance is captured here.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    new client.Counter({
+      name: 'pixtable_http_requests_total',
+      help: 'HTTP requests by route template, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [k, n] of self.requests) {
+          const [route = '', method = '', status = ''] = k.split('\u0000');
+          this.inc({ route, method, status }, n);
+        }
+      },
+    });
+    this.decodeHistogram = new client.Histogram({
+      name: 'pixtable_decode_duration_seconds',
+      help: 'Time to decode one source into the formats it was decoded for',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
+    const perFormat = (
+      name: string,
+      help: string,
+      pick: (f: ReturnType<PixelCache['stats']>['formats'][number]) => number,
+      counter: boolean,
+    ) => {
+      const opts = {
+        name,
+        help,
+        labelNames: ['format'] as const,
+        registers: [this.registry],
+        collect(this: client.Gauge<'format'> | client.Counter<'format'>) {
+          const c = self.cache;
+          if (!c) return;
+          this.reset();
+          for (const f of c.stats().formats) {
+            if (this instanceof client.Gauge) this.set({ format: f.format }, pick(f));
+            else this.inc({ format: f.format }, pick(f));
+          }
+        },
+      };
+      if (counter) new client.Counter(opts as client.CounterConfiguration<'format'>);
+      else new client.Gauge(opts as client.GaugeConfiguration<'format'>);
+    };
+    perFormat('pixtable_cache_hits_total', 'Entry lookups answered from a table', (f) => f.hits, true);
+    perFormat('pixtable_cache_misses_total', 'Entry lookups that needed a decode', (f) => f.misses, true);
+    perFormat('pixtable_decodes_total', 'Decodes that stored an entry', (f) => f.decodes, true);
+    perFormat(
+      'pixtable_entries_dropped_total',
+      'Entries dropped for a CRC or fingerprint mismatch',
+      (f) => f.dropped,
+      true,
+    );
+    perFormat('pixtable_evictions_total', 'Entries evicted to make room', (f) => f.evictions, true);
+    perFormat('pixtable_entries', 'Entries stored per format', (f) => f.entries, false);
+    perFormat(
+      'pixtable_pinned_entries',
+      'Entries pinned by readers (responses in flight, open views)',
+      (f) => f.pinned,
+      false,
+    );
+    const gauge = (name: string, help: string, read: () => number | undefined) =>
+      new client.Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const v = read();
+          if (v !== undefined) this.set(v);
+        },
+      });
+    gauge(
+      'pixtable_mapped_bytes',
+      'Bytes of table files currently mapped',
+      () => self.cache?.stats().mappedBytes,
+    );
+    gauge(
+      'pixtable_decode_queue_depth',
+      'Decodes waiting for a slot',
+      () => self.cache?.stats().decodeQueue.queued,
+    );
+    gauge('pixtable_decodes_running', 'Decodes running now', () => self.cache?.stats().decodeQueue.running);
+    gauge(
+      'pixtable_encoded_cache_bytes',
+      'Bytes held by the encoded-thumbnail cache',
+      () => self.thumbs?.bytes,
+    );
+    gauge(
+      'pixtable_encoded_cache_entries',
+      'Encodings held by the encoded-thumbnail cache',
+      () => self.thumbs?.size,
+    );
+  }
+
+  attach(cache: PixelCache, thumbs: ThumbCache): void {
+    this.cache = cache;
+    this.thumbs = thumbs;
+  }
+
+  /** For OpenOptions.onDecode. */
+  readonly onDecode = (ms: number): void => {
+    this.decodeHistogram.observe(ms / 1000);
+  };
+
+  countRequest(route: string, method: string, status: number): void {
+    const k = `${route}\u0000${method}\u0000${status}`;
+    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

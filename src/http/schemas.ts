@@ -1,0 +1,185 @@
+// Route schemas: the OpenAPI document (/openapi.json) and fast-json-stringify serialisers for
+// JSON responses. Request parsing of the pixel/thumbnail routes is hand-written (see app.ts).
+
+const error = {
+  type: 'object',
+  description: 'Every error: a stable code (docs/errors.md) and a public message.',
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      required: ['code', 'message'],
+    },
+  },
+  required: ['error'],
+} as const;
+
+const errors = { '4xx': error, '5xx': error };
+
+const formatAndKey = {
+  type: 'object',
+  properties: {
+    format: { type: 'string', description: 'Format name (GET /v1/formats)' },
+    '*': {
+      type: 'string',
+      description: 'Source key: a relative path under sources/, percent-encoded per segment',
+    },
+  },
+  required: ['format', '*'],
+} as const;
+
+const signedQuery = {
+  sig: {
+    type: 'string',
+    description: 'HMAC signature (last parameter) when the server requires signed URLs',
+  },
+  exp: { type: 'integer', description: 'Optional expiry of a signed URL, Unix seconds (covered by sig)' },
+} as const;
+
+export const formats = {
+  summary: 'The configured formats',
+  tags: ['formats'],
+  response: {
+    200: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          width: { type: 'integer' },
+          height: { type: 'integer' },
+          fit: { type: 'string', enum: ['cover', 'inside'] },
+          pixelFormat: { type: 'string' },
+          rowAlignment: { type: 'integer' },
+          stride: { type: 'integer', description: 'Bytes per row of a whole entry' },
+          maxCount: { type: 'integer' },
+          family: { type: 'string' },
+        },
+      },
+    },
+  },
+};
+
+export const pixels = {
+  summary: 'Raw decoded pixels of an entry (decoded on first request)',
+  description:
+    'Body: rows of X-Row-Stride bytes (padding after X-Image-Width × bytes-per-pixel is zero). With ?rect the ' +
+    'rectangle is tightly packed (X-Row-Stride = w × bytes-per-pixel). Supports ETag/If-None-Match (304), HEAD and ' +
+    'a single byte Range (206/416).',
+  tags: ['pixels'],
+  params: formatAndKey,
+  querystring: {
+    type: 'object',
+    properties: {
+      rect: { type: 'string', pattern: '^\\d+,\\d+,\\d+,\\d+$', description: 'x,y,w,h inside the entry' },
+      ...signedQuery,
+    },
+  },
+  response: {
+    200: {
+      description: 'Pixels. Headers X-Image-Width, X-Image-Height, X-Row-Stride, X-Pixel-Format, ETag.',
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+    },
+    206: {
+      description: 'A byte range of the body',
+      content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+    },
+    304: { description: 'Not modified (If-None-Match matched the ETag)', type: 'null' },
+    ...errors,
+  },
+};
+
+export const thumbnails = {
+  summary: 'Encoded thumbnail of an entry (WebP, AVIF, PNG or JPEG)',
+  description:
+    '?type picks the encoding; otherwise Accept is negotiated (WebP/AVIF only when named, else PNG for formats ' +
+    'with alpha and JPEG without) and the response carries Vary: Accept. Encodings are cached in memory.',
+  tags: ['thumbnails'],
+  params: formatAndKey,
+  querystring: {
+    type: 'object',
+    properties: { type: { type: 'string', enum: ['webp', 'avif', 'png', 'jpeg', 'jpg'] }, ...signedQuery },
+  },
+  response: {
+    200: {
+      description: 'The encoded image',
+      content: {
+        'image/webp': { schema: { type: 'string', format: 'binary' } },
+        'image/avif': { schema: { type: 'string', format: 'binary' } },
+        'image/png': { schema: { type: 'string', format: 'binary' } },
+        'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+      },
+    },
+    304: { description: 'Not modified', type: 'null' },
+    ...errors,
+  },
+};
+
+const putResult = {
+  type: 'object',
+  properties: {
+    key: { type: 'string' },
+    sourceFingerprint: { type: 'string' },
+    width: { type: 'integer' },
+    height: { type: 'integer' },
+    formats: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+export const putSource = {
+  summary: 'Upload (create or replace) a source image',
+  description:
+    'The body is the image file. It is decoded into every format before anything is replaced; the file is ' +
+    'written atomically. 201 when created, 200 when replaced.',
+  tags: ['sources'],
+  params: { type: 'object', properties: { '*': formatAndKey.properties['*'] } },
+  querystring: { type: 'object', properties: signedQuery },
+  response: { 200: putResult, 201: putResult, ...errors },
+};
+
+export const deleteSource = {
+  summary: 'Delete a source and purge its entries in every format',
+  tags: ['sources'],
+  params: { type: 'object', properties: { '*': formatAndKey.properties['*'] } },
+  querystring: { type: 'object', properties: signedQuery },
+  response: { 204: { description: 'Deleted', type: 'null' }, ...errors },
+};
+
+export const listSources = {
+  summary: 'Keys of all source images',
+  tags: ['sources'],
+  response: {
+    200: { type: 'object', properties: { keys: { type: 'array', items: { type: 'string' } } } },
+    ...errors,
+  },
+};
+
+export const health = {
+  summary: 'Liveness: sharp loads and the storage is writable',
+  tags: ['operations'],
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        status: { type: 'string' },
+        checks: { type: 'object', additionalProperties: { type: 'string' } },
+      },
+    },
+    503: {
+      type: 'object',
+      properties: {
+        status: { type: 'string' },
+        checks: { type: 'object', additionalProperties: { type: 'string' } },
+      },
+    },
+  },
+};
+
+export const ready = {
+  summary: 'Readiness: 503 while shutting down',
+  tags: ['operations'],
+  response: {
+    200: { type: 'object', properties: { status: { type: 'string' } } },
+    503: { type: 'object', properties: { status: { type: 'string' } } },
+  },
+};

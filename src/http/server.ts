@@ -1,0 +1,109 @@
+// Process entry for `pixtable serve`: open the cache, listen, and shut down gracefully on
+// SIGTERM/SIGINT — readiness goes 503, the listener stops accepting, in-flight responses finish
+// (bounded by PIXTABLE_SHUTDOWN_TIMEOUT_MS), then the cache closes and flushes its index.
+import type { FastifyInstance } from 'fastify';
+import { ImageCache } from '../cache.js';
+import type { ServerConfig } from '../config/env.js';
+import { buildApp } from './app.js';
+import { Metrics } from './metrics.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  cache: ImageCache;
+  /** Bound address, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** Graceful stop; resolves when the cache is closed. Idempotent. */
+  stop(reason?: string): Promise<void>;
+}
+
+export async function startServer(
+  config: ServerConfig,
+  opts: { handleSignals?: boolean; logger?: boolean | object } = {},
+): Promise<RunningServer> {
+  const metrics = new Metrics();
+  // The engine logs through this until the app's pino logger exists, then through pino (JSON).
+  let log: { warn(o: object, m: string): void; info(o: object, m: string): void } | undefined;
+  const logger = {
+    warn: (msg: string, fields?: Record<string, unknown>) =>
+      log ? log.warn(fields ?? {}, msg) : console.warn(msg, fields ?? ''),
+    info: (msg: string, fields?: Record<string, unknown>) => log?.info(fields ?? {}, msg),
+  };
+  const cache = await ImageCache.open({
+    storage: config.storage,
+    formats: config.formats,
+    readOnly: config.readOnly,
+    sync: config.sync,
+    revalidate: config.revalidate,
+    ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
+    decode: {
+      maxInputBytes: config.maxUploadBytes,
+      ...(config.decode.concurrency !== undefined ? { concurrency: config.decode.concurrency } : {}),
+      ...(config.decode.maxQueue !== undefined ? { maxQueue: config.decode.maxQueue } : {}),
+      ...(config.decode.timeoutMs !== undefined ? { timeoutMs: config.decode.timeoutMs } : {}),
+      ...(config.decode.maxInputPixels !== undefined ? { maxInputPixels: config.decode.maxInputPixels } : {}),
+    },
+    onDecode: metrics.onDecode,
+    logger,
+  });
+  let app: FastifyInstance;
+  try {
+    app = await buildApp({
+      cache,
+      config,
+      metrics,
+      ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
+    });
+    log = app.log;
+    await app.listen({ port: config.port, host: config.host });
+  } catch (e) {
+    await cache.close();
+    throw e;
+  }
+  const addr = app.server.address();
+  const url =
+    typeof addr === 'object' && addr
+      ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+      : String(addr);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason = 'stop'): Promise<void> => {
+    stopping ??= (async () => {
+      app.log.info({ reason }, 'shutting down: draining in-flight requests');
+      app.pixtable.ready = false;
+      // Connections still busy after the grace period are cut, so a stuck client cannot hold
+      // the process (and the writer lock) forever.
+      const timer = setTimeout(() => {
+        app.log.warn('shutdown grace period over; closing remaining connections');
+        app.server.closeAllConnections();
+      }, config.shutdownTimeoutMs);
+      timer.unref();
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(timer);
+        await cache.close();
+        app.log.info('stopped; index flushed');
+      }
+    })();
+    return stopping;
+  };
+
+  if (opts.handleSignals !== false) {
+    const onSignal = (sig: NodeJS.Signals) => {
+      stop(sig).then(
+        () => process.exit(0),
+        (e: unknown) => {
+          app.log.error({ err: e }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+  app.log.info(
+    { url, storage: cache.storage, formats: cache.formats.map((f) => f.name) },
+    'pixtable listening',
+  );
+  return { app, cache, url, stop };
+}
