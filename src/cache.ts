@@ -74,6 +74,8 @@ interface FormatState {
 }
 
 interface Source {
+  /** real path the bytes were read from; decoders read it again (page cache) */
+  path: string;
   bytes: Buffer;
   fp: Buffer;
   mtimeMs: number;
@@ -611,16 +613,23 @@ export class ImageCache {
         got += bytesRead;
       }
       const data = got === st.size ? bytes : bytes.subarray(0, got);
-      return { bytes: data, fp: fingerprint(data), mtimeMs: st.mtimeMs, size: st.size, ino: st.ino };
+      return {
+        path: file,
+        bytes: data,
+        fp: fingerprint(data),
+        mtimeMs: st.mtimeMs,
+        size: st.size,
+        ino: st.ino,
+      };
     } finally {
       await fh.close();
     }
   }
 
-  private async decodeGroupImages(g: Group, bytes: Buffer): Promise<DecodedImage[]> {
+  private async decodeGroupImages(g: Group, input: string): Promise<DecodedImage[]> {
     const t0 = this.o.now();
     const images = await this.queue.run(() =>
-      decodeImage(bytes, g.targets, {
+      decodeImage(input, g.targets, {
         maxInputPixels: this.o.maxInputPixels,
         timeoutMs: this.o.timeoutMs,
         shared: g.shared,
@@ -635,7 +644,7 @@ export class ImageCache {
   }
 
   private async decodeInto(g: Group, key: string, src: Source): Promise<void> {
-    const images = await this.decodeGroupImages(g, src.bytes);
+    const images = await this.decodeGroupImages(g, src.path);
     this.assertOpen();
     g.members.forEach((st, i) => this.writeDecoded(st, key, images[i]!, src));
   }
@@ -733,19 +742,38 @@ export class ImageCache {
         `${bytes.length} bytes, the limit is ${this.o.maxInputBytes}`,
       );
     }
-    const info = await probeImage(bytes, this.o.maxInputPixels);
-    const decoded = await Promise.all(this.groups.map((g) => this.decodeGroupImages(g, bytes)));
     const target = await resolveForWrite(this.sourcesDir, key);
     const tmpDir = path.join(this.sourcesDir, '.tmp');
     await fs.promises.mkdir(tmpDir, { recursive: true });
     const tmp = path.join(tmpDir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-    await fs.promises.writeFile(tmp, bytes);
-    const fh = await fs.promises.open(tmp, 'r');
-    await fh.sync();
-    const st = await fh.stat();
-    await fh.close();
-    await fs.promises.rename(tmp, target);
-    const src: Source = { bytes, fp: fingerprint(bytes), mtimeMs: st.mtimeMs, size: st.size, ino: st.ino };
+    let decoded: DecodedImage[][];
+    let info: { width?: number | undefined; height?: number | undefined };
+    let st: fs.Stats;
+    try {
+      const fh = await fs.promises.open(tmp, 'wx');
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+        st = await fh.stat();
+      } finally {
+        await fh.close();
+      }
+      // Decoded from the temp file before anything is replaced: a broken upload changes nothing.
+      info = await probeImage(tmp, this.o.maxInputPixels);
+      decoded = await Promise.all(this.groups.map((g) => this.decodeGroupImages(g, tmp)));
+      await fs.promises.rename(tmp, target);
+    } catch (e) {
+      await fs.promises.rm(tmp, { force: true });
+      throw e;
+    }
+    const src: Source = {
+      path: target,
+      bytes,
+      fp: fingerprint(bytes),
+      mtimeMs: st.mtimeMs,
+      size: st.size,
+      ino: st.ino,
+    };
     this.assertOpen();
     this.groups.forEach((g, gi) =>
       g.members.forEach((m, i) => this.writeDecoded(m, key, decoded[gi]![i]!, src)),

@@ -80,18 +80,19 @@ async function toRaw(img: Sharp, expectChannels: number): Promise<DecodedImage> 
   return { data, width: info.width, height: info.height, channels: info.channels };
 }
 
-function open(input: Buffer, o: DecodeOptions): Sharp {
-  return sharp(input, { limitInputPixels: o.maxInputPixels, failOn: 'error', pages: 1 })
+function open(input: Buffer | string, o: DecodeOptions): Sharp {
+  return sharp(input, { limitInputPixels: o.maxInputPixels, failOn: 'warning', pages: 1 })
     .autoOrient()
     .timeout({ seconds: Math.max(1, Math.ceil(o.timeoutMs / 1000)) });
 }
 
 /**
- * Decodes `input` once per target (or once in all, with `shared`) into tightly packed 8-bit sRGB.
+ * Decodes `input` (bytes, or a file path: libvips reads some formats, such as its own .v, only
+ * from files) once per target (or once in all, with `shared`) into tightly packed 8-bit sRGB.
  * Rejects with UNSUPPORTED_IMAGE, CORRUPT_IMAGE, TOO_MANY_PIXELS or DECODE_TIMEOUT.
  */
 export async function decodeImage(
-  input: Buffer,
+  input: Buffer | string,
   targets: readonly DecodeTarget[],
   o: DecodeOptions,
 ): Promise<DecodedImage[]> {
@@ -120,7 +121,7 @@ export async function decodeImage(
 }
 
 /** Header facts, read without decoding pixels. */
-export async function probeImage(input: Buffer, maxInputPixels: number) {
+export async function probeImage(input: Buffer | string, maxInputPixels: number) {
   try {
     const m = await sharp(input, { limitInputPixels: maxInputPixels, pages: 1 }).metadata();
     return {
