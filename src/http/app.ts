@@ -127,7 +127,9 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     requestTimeout: config.requestTimeoutMs,
     connectionTimeout: config.idleTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    return503OnClosing: true,
+    // While draining, requests on open keep-alive connections are still answered (with
+    // Connection: close) instead of fastify's own 503 body; new decodes are refused (SHUTTING_DOWN).
+    return503OnClosing: false,
     clientErrorHandler: clientError,
     // The router rejects malformed percent-encoding before any handler; answer in our error shape.
     frameworkErrors(error, request, reply) {
@@ -262,6 +264,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   }
 
   async function load(formatName: string, key: string): Promise<ImageView> {
+    // A decode can take seconds; during shutdown only hits are served so draining stays short.
+    if (!state.ready) throw new PixtableError('SHUTTING_DOWN', 'misses are not decoded while draining');
     try {
       return await cache.get(formatName, key);
     } catch (e) {
@@ -517,6 +521,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
         const key = keyFromUrl(request.raw.url ?? '', sourcesPrefixLength);
         const body = request.body;
         if (!Buffer.isBuffer(body) || body.length === 0) throw new PixtableError('EMPTY_SOURCE');
+        if (!state.ready) throw new PixtableError('SHUTTING_DOWN', 'uploads are refused while draining');
         let existed = false;
         try {
           existed = (await fs.stat(path.join(cache.sourcesDir, key))).isFile();
