@@ -4,6 +4,7 @@
 // a rectangle (Node corks the socket for the tick, so the rows leave as one gathered writev of
 // mapping slices). Nothing is concatenated, copied or serialised per request on those paths.
 import fs from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 import Fastify, {
@@ -124,9 +125,25 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
     bodyLimit: config.maxUploadBytes,
-    requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.idleTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Our own server so Node checks header/request deadlines often enough for them to mean
+    // something (its default sweep runs every 30 s, which would let a 10 s limit last 40 s).
+    serverFactory: (handler) => {
+      const server = http.createServer(
+        {
+          requestTimeout: config.requestTimeoutMs,
+          headersTimeout: config.headersTimeoutMs,
+          keepAliveTimeout: config.keepAliveTimeoutMs,
+          connectionsCheckingInterval: Math.min(
+            30_000,
+            Math.max(50, Math.floor(config.headersTimeoutMs / 4)),
+          ),
+        },
+        handler,
+      );
+      // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
+      server.setTimeout(config.idleTimeoutMs);
+      return server;
+    },
     // While draining, requests on open keep-alive connections are still answered (with
     // Connection: close) instead of fastify's own 503 body; new decodes are refused (SHUTTING_DOWN).
     return503OnClosing: false,
@@ -144,7 +161,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { coerceTypes: false } },
   });
-  app.server.headersTimeout = config.headersTimeoutMs;
   const state: AppState = { ready: true, thumbs, metrics };
   app.decorate('pixtable', state);
 
