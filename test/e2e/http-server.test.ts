@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { makeImage } from '../http/helpers.js';
-import { start, request, rawExchange, pinned, until } from './http-helpers.js';
+import { start, request, rawExchange, pinned, until } from '../http/net-helpers.js';
 import { signUrl } from '../../src/http/sign.js';
 
 type Server = Awaited<ReturnType<typeof start>>;

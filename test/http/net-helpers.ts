@@ -99,3 +99,45 @@ export async function until(cond: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+export interface Child {
+  proc: import('node:child_process').ChildProcess;
+  url: string;
+  pid: number;
+  /** everything the child wrote to stdout/stderr so far */
+  output(): string;
+  /** resolves with the exit code (or signal name) */
+  exited: Promise<number | string>;
+}
+
+/** Starts test/http/serve-child.ts as a real process configured by `env`; resolves once it listens. */
+export async function spawnServer(env: Record<string, string>): Promise<Child> {
+  const { spawn } = await import('node:child_process');
+  const script = new URL('./serve-child.js', import.meta.url);
+  const proc = spawn(process.execPath, [script.pathname], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | string>((resolve) =>
+    proc.on('exit', (code, sig) => resolve(code ?? sig ?? 'unknown')),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 15_000);
+    const check = () => {
+      const m = /LISTENING (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    proc.stdout!.on('data', check);
+    void exited.then((c) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${c}) before listening:\n${out}`));
+    });
+  });
+  return { proc, url, pid: proc.pid!, output: () => out, exited };
+}
