@@ -23,7 +23,7 @@ import { IndexLog, OP_DEL, OP_SET, type IndexRecord } from './engine/index-log.j
 import { SlotBook, LIVE } from './engine/slots.js';
 import { DecodeQueue } from './engine/queue.js';
 import { listKeys, resolveExisting, resolveForWrite, validateKey } from './engine/sources.js';
-import { writeEntryPixels } from './engine/pixels.js';
+import { convertInPlace } from './engine/pixels.js';
 import {
   decodeImage,
   probeImage,
@@ -68,8 +68,6 @@ interface FormatState {
   lockFd: number;
   nextGen: number;
   counters: Counters;
-  dirtyMaps: Buffer[];
-  dirtyOffs: number[];
   indexDiscardedBytes: number;
 }
 
@@ -158,6 +156,8 @@ function resolveOptions(o: OpenOptions): Resolved {
     now: o.now ?? (() => performance.now()),
   };
 }
+
+const RACY_MS = 2000;
 
 function fingerprint(bytes: Buffer | string): Buffer {
   return createHash('sha256').update(bytes).digest().subarray(0, 16);
@@ -294,7 +294,7 @@ export class ImageCache {
     }
     cache.buildGroups();
     if (!o.readOnly && o.sync === 'batch') {
-      cache.timer = setInterval(() => cache.flush(), o.syncIntervalMs);
+      cache.timer = setInterval(() => void cache.flushInBackground(), o.syncIntervalMs);
       cache.timer.unref();
     }
     return cache;
@@ -344,8 +344,6 @@ export class ImageCache {
       lockFd,
       nextGen: 1,
       counters: { hits: 0, misses: 0, decodes: 0, dropped: 0, evictions: 0 },
-      dirtyMaps: [],
-      dirtyOffs: [],
       indexDiscardedBytes: 0,
     };
     this.states.push(st);
@@ -475,7 +473,11 @@ export class ImageCache {
   peek(format: string, key: string): ImageView | undefined {
     const st = this.state(format);
     const s = this.verifiedSlot(st, key);
-    if (s < 0 || (this.o.revalidate && this.statFresh(st, s, key) !== true)) return undefined;
+    if (s < 0) return undefined;
+    if (this.o.revalidate) {
+      const fresh = this.statFresh(st, s, key);
+      if (fresh === 'gone' || (fresh === false && !this.sourceUnchangedSync(st, s, key))) return undefined;
+    }
     st.counters.hits++;
     return this.view(st, s, key);
   }
@@ -517,9 +519,30 @@ export class ImageCache {
     return true;
   }
 
+  private sourceUnchangedSync(st: FormatState, s: number, key: string): boolean {
+    const file = path.join(this.sourcesDir, key);
+    let bytes: Buffer;
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(file);
+      if (stat.size > this.o.maxInputBytes) return false;
+      bytes = fs.readFileSync(file);
+    } catch {
+      return false;
+    }
+    const fp = fingerprint(bytes);
+    if (!fp.equals(st.book.sourceFp.subarray(s * 16, s * 16 + 16))) return false;
+    this.setSig(st, s, { path: file, bytes, fp, mtimeMs: stat.mtimeMs, size: stat.size, ino: stat.ino });
+    return true;
+  }
+
   private setSig(st: FormatState, s: number, src: Source): void {
     const i = s * 3;
-    st.book.statSig[i] = src.mtimeMs;
+    // File timestamps are coarse (kernel ticks): a file rewritten within the same tick keeps its
+    // mtime, and often its size. A signature taken that soon after a write is not trusted (git's
+    // "racy" rule); hits hash the file until it is old enough.
+    const racy = Date.now() - src.mtimeMs < RACY_MS;
+    st.book.statSig[i] = racy ? -1 : src.mtimeMs;
     st.book.statSig[i + 1] = src.size;
     st.book.statSig[i + 2] = src.ino;
   }
@@ -646,56 +669,49 @@ export class ImageCache {
   private async decodeInto(g: Group, key: string, src: Source): Promise<void> {
     const images = await this.decodeGroupImages(g, src.path);
     this.assertOpen();
-    g.members.forEach((st, i) => this.writeDecoded(st, key, images[i]!, src));
+    await Promise.all(g.members.map((st, i) => this.writeDecoded(st, key, images[i]!, src)));
   }
 
   private assertOpen(): void {
     if (this.closed) throw new PixtableError('CACHE_CLOSED');
   }
 
-  private writeDecoded(st: FormatState, key: string, img: DecodedImage, src: Source): void {
+  private async writeDecoded(st: FormatState, key: string, img: DecodedImage, src: Source): Promise<void> {
     const book = st.book;
     const f = st.format;
+    // An unpinned old entry is unbound first, so its slot can take the new pixels and no reader
+    // ever sees a half-written entry; a pinned one stays readable until its last view is released.
     const old = book.slotOf.get(key);
-    let slot: number;
-    if (old !== undefined && book.pins[old] === 0) {
-      slot = old;
-    } else {
-      const a = book.allocate();
-      if (a.slot < 0)
-        throw new PixtableError('TABLE_FULL', `${f.name}: all ${book.capacity} entries are pinned`, {
-          details: { retryAfter: 1 },
-        });
-      if (a.evicted !== undefined) st.counters.evictions++;
-      slot = a.slot;
+    if (old !== undefined && book.pins[old] === 0) book.unbind(old);
+    const a = book.allocate();
+    if (a.slot < 0) {
+      throw new PixtableError('TABLE_FULL', `${f.name}: all ${book.capacity} entries are pinned`, {
+        details: { retryAfter: 1 },
+      });
     }
+    if (a.evicted !== undefined) st.counters.evictions++;
+    const slot = a.slot;
     const gen = st.nextGen;
     st.nextGen = gen >= 0xffffffff ? 1 : gen + 1;
-    const { map, off } = st.table.writeEntry(
-      slot,
-      gen,
-      fingerprint(key),
-      src.fp,
-      img.width,
-      img.height,
-      (dst) =>
-        writeEntryPixels(img.data, img.width, img.height, f.pixelFormat, f.bytesPerPixel, dst, f.stride),
-    );
-    st.log!.append(OP_SET, key, slot, gen, () => book.live());
-    if (old !== undefined && old !== slot) book.unbind(old);
+    const tight = convertInPlace(img.data, img.width, img.height, f.pixelFormat, f.bytesPerPixel);
+    try {
+      await st.table.writeEntry(slot, gen, fingerprint(key), src.fp, img.width, img.height, tight);
+      if (this.o.sync === 'always') await st.table.syncFiles();
+      this.assertOpen();
+      st.log!.append(OP_SET, key, slot, gen, () => book.live());
+    } catch (e) {
+      book.release(slot);
+      throw e;
+    }
+    const cur = book.slotOf.get(key);
+    if (cur !== undefined) book.unbind(cur);
     book.bind(key, slot, gen);
     book.verified[slot] = 1;
     book.width[slot] = img.width;
     book.height[slot] = img.height;
     src.fp.copy(book.sourceFp, slot * 16);
     this.setSig(st, slot, src);
-    if (this.o.sync === 'always') {
-      st.table.flushEntry(map, off);
-      st.log!.flush();
-    } else if (this.o.sync === 'batch') {
-      st.dirtyMaps.push(map);
-      st.dirtyOffs.push(off);
-    }
+    if (this.o.sync === 'always') st.log!.flush();
   }
 
   private drop(st: FormatState, s: number, key: string, problem: string): void {
@@ -775,8 +791,10 @@ export class ImageCache {
       ino: st.ino,
     };
     this.assertOpen();
-    this.groups.forEach((g, gi) =>
-      g.members.forEach((m, i) => this.writeDecoded(m, key, decoded[gi]![i]!, src)),
+    await Promise.all(
+      this.groups.flatMap((g, gi) =>
+        g.members.map((m, i) => this.writeDecoded(m, key, decoded[gi]![i]!, src)),
+      ),
     );
     return {
       key,
@@ -894,13 +912,32 @@ export class ImageCache {
     for (const st of this.states) st.log?.rewrite(st.book.live());
   }
 
-  /** Flushes dirty entries and index records to disk (msync). */
-  flush(): void {
+  /** Flushes written entries (fdatasync) and index records (msync) to disk. */
+  async flush(): Promise<void> {
     for (const st of this.states) {
-      for (let i = 0; i < st.dirtyMaps.length; i++) st.table.flushEntry(st.dirtyMaps[i]!, st.dirtyOffs[i]!);
-      st.dirtyMaps.length = 0;
-      st.dirtyOffs.length = 0;
+      if (st.table.dirty) await st.table.syncFiles();
       st.log?.flush();
+    }
+  }
+
+  private flushing = false;
+
+  /**
+   * `batch` mode's periodic flush: fdatasync on the threadpool (the kernel writes back pages dirtied
+   * through the mappings), so decodes and hits never wait for the disk.
+   */
+  private async flushInBackground(): Promise<void> {
+    if (this.flushing || this.closed) return;
+    this.flushing = true;
+    try {
+      for (const st of this.states) {
+        if (st.table.dirty) await st.table.syncFiles();
+        await st.log?.flushAsync();
+      }
+    } catch (e) {
+      this.o.logger.warn('background flush failed', { error: String(e) });
+    } finally {
+      this.flushing = false;
     }
   }
 
@@ -923,7 +960,8 @@ export class ImageCache {
     if (this.closed) return;
     await Promise.allSettled([...this.inflight.values()]);
     if (this.timer) clearInterval(this.timer);
-    if (!this.readOnly) this.flush();
+    while (this.flushing) await sleep(5);
+    if (!this.readOnly) await this.flush();
     this.closed = true;
     this.closeStates();
   }

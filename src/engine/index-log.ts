@@ -259,6 +259,14 @@ export class IndexLog {
     this.dirty = false;
   }
 
+  /** Like flush(), but fdatasync on the threadpool, so the event loop never waits for the disk. */
+  async flushAsync(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const fd = this.fd;
+    await new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
+  }
+
   /** Identity of the file on disk, so read-only openers can tell when a writer appended or compacted. */
   static signature(file: string): string {
     try {

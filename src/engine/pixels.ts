@@ -14,78 +14,64 @@ export const DECODE_CHANNELS: Readonly<Record<PixelFormat, 1 | 3 | 4>> = {
   rgb565: 3,
 };
 
-type RowWriter = (src: Buffer, s: number, dst: Buffer, d: number, width: number) => void;
-
-const copyRow =
-  (bpp: number): RowWriter =>
-  (src, s, dst, d, width) => {
-    src.copy(dst, d, s, s + width * bpp);
-  };
-
 // (c * a + 127) / 255 rounded, computed exactly as ((t + 128) + ((t + 128) >> 8)) >> 8 with t = c*a.
 function mul255(c: number, a: number): number {
   const t = c * a + 128;
   return (t + (t >> 8)) >> 8;
 }
 
-const premultiplyRow =
-  (swapRB: boolean): RowWriter =>
-  (src, s, dst, d, width) => {
-    const r0 = swapRB ? 2 : 0;
-    const b0 = swapRB ? 0 : 2;
-    for (let i = 0; i < width; i++, s += 4, d += 4) {
-      const a = src[s + 3]!;
-      dst[d + r0] = mul255(src[s]!, a);
-      dst[d + 1] = mul255(src[s + 1]!, a);
-      dst[d + b0] = mul255(src[s + 2]!, a);
-      dst[d + 3] = a;
+type Converter = (buf: Buffer, pixels: number) => void;
+
+const premultiply =
+  (swapRB: boolean): Converter =>
+  (buf, pixels) => {
+    for (let i = 0, p = 0; i < pixels; i++, p += 4) {
+      const a = buf[p + 3]!;
+      const r = mul255(buf[p]!, a);
+      const b = mul255(buf[p + 2]!, a);
+      buf[p] = swapRB ? b : r;
+      buf[p + 1] = mul255(buf[p + 1]!, a);
+      buf[p + 2] = swapRB ? r : b;
     }
   };
 
-const rgb565Row: RowWriter = (src, s, dst, d, width) => {
-  for (let i = 0; i < width; i++, s += 3, d += 2) {
-    const v = ((src[s]! >> 3) << 11) | ((src[s + 1]! >> 2) << 5) | (src[s + 2]! >> 3);
-    dst[d] = v & 0xff;
-    dst[d + 1] = v >> 8;
+// Packs RGB (3 B) to RGB565 little-endian (2 B) front to back: each write lands at or before bytes
+// already read, so it works in place.
+const packRgb565: Converter = (buf, pixels) => {
+  for (let i = 0, s = 0, d = 0; i < pixels; i++, s += 3, d += 2) {
+    const v = ((buf[s]! >> 3) << 11) | ((buf[s + 1]! >> 2) << 5) | (buf[s + 2]! >> 3);
+    buf[d] = v & 0xff;
+    buf[d + 1] = v >> 8;
   }
 };
 
-// Chosen once per pixel format, so the per-row loop has no format branches.
-const ROW_WRITERS: Readonly<Record<PixelFormat, RowWriter>> = {
-  rgba8: copyRow(4),
-  'rgba8-premultiplied': premultiplyRow(false),
-  'bgra8-premultiplied': premultiplyRow(true),
-  rgbx8: copyRow(4),
-  rgb8: copyRow(3),
-  gray8: copyRow(1),
-  rgb565: rgb565Row,
+const identity: Converter = () => {};
+
+// Chosen once per pixel format, so the loops have no format branches.
+const CONVERTERS: Readonly<Record<PixelFormat, Converter>> = {
+  rgba8: identity,
+  'rgba8-premultiplied': premultiply(false),
+  'bgra8-premultiplied': premultiply(true),
+  rgbx8: identity,
+  rgb8: identity,
+  gray8: identity,
+  rgb565: packRgb565,
 };
 
 /**
- * Writes a tightly packed decoded image (DECODE_CHANNELS[pf] channels) into `dst` at `stride`,
- * converting to `pf`. Row padding is zeroed so entries are byte-for-byte deterministic.
+ * Converts a tightly packed decoded image (DECODE_CHANNELS[pf] channels per pixel) to `pf` in
+ * place and returns the tightly packed result (width × bytesPerPixel per row). The decoder's own
+ * output buffer is reused: conversion adds no copy.
  */
-export function writeEntryPixels(
-  src: Buffer,
+export function convertInPlace(
+  decoded: Buffer,
   width: number,
   height: number,
   pf: PixelFormat,
   bytesPerPixel: number,
-  dst: Buffer,
-  stride: number,
-): void {
-  const srcStride = width * DECODE_CHANNELS[pf];
-  const rowBytes = width * bytesPerPixel;
-  const write = ROW_WRITERS[pf];
-  if (pf === 'rgba8' && rowBytes === stride) {
-    src.copy(dst, 0, 0, srcStride * height);
-    return;
-  }
-  for (let y = 0; y < height; y++) {
-    const d = y * stride;
-    write(src, y * srcStride, dst, d, width);
-    if (rowBytes < stride) dst.fill(0, d + rowBytes, d + stride);
-  }
+): Buffer {
+  CONVERTERS[pf](decoded, width * height);
+  return decoded.subarray(0, width * height * bytesPerPixel);
 }
 
 /** An image as sharp's raw input wants it. */

@@ -143,6 +143,11 @@ export class SlotBook {
     return { slot: -1, evicted: undefined };
   }
 
+  /** Returns a slot from allocate() that was never bound (its write failed). */
+  release(s: number): void {
+    if (this.state[s] === FREE) this.free(s);
+  }
+
   /** Rebuilds the free stack after replay: every unused slot below highWater. */
   rebuildFree(): void {
     this.freeTop = 0;

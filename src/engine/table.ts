@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import type { LRUCache } from 'lru-cache';
 import { alignUp, type Format, PIXEL_FORMATS } from '../formats.js';
-import { mapRange, flushRange, PAGE_SIZE } from '../native/mmap.js';
+import { mapRange, PAGE_SIZE } from '../native/mmap.js';
 import { native } from '../native/addon.js';
 import { PixtableError } from '../errors.js';
 
@@ -30,6 +30,27 @@ const T_SLOT = 48;
 const T_CRC = 60;
 
 export type ChunkCache = LRUCache<number, Buffer>;
+
+const ZERO4 = Buffer.alloc(4);
+
+/** fs.writev until every byte is written (libuv splits beyond IOV_MAX). */
+function writeAll(fd: number, bufs: Buffer[], pos: number): Promise<void> {
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  return new Promise((resolve, reject) =>
+    fs.writev(fd, bufs, pos, (e, written) => {
+      if (e) {
+        const code = e.code;
+        reject(
+          code === 'ENOSPC' || code === 'EDQUOT'
+            ? new PixtableError('STORAGE_FULL', String(fd), { cause: e })
+            : e,
+        );
+      } else if (written !== total)
+        reject(new PixtableError('INTERNAL', `short write: ${written} of ${total} bytes`));
+      else resolve();
+    }),
+  );
+}
 
 export interface TableOptions {
   writable: boolean;
@@ -235,61 +256,104 @@ export class Table {
     const first = c * this.entriesPerChunk;
     const start = PAGE_SIZE + first * this.entrySize;
     const len = Math.min(this.entriesPerChunk, this.entriesPerSegment - first) * this.entrySize;
-    let size = this.sizes[seg] ?? 0;
-    if (size < start + len) {
-      size = fs.fstatSync(fd).size;
-      if (size < start + len) {
-        if (!this.o.writable) return null;
-        try {
-          if (this.o.preallocate) native.preallocate(fd, size, start + len - size);
-          else fs.ftruncateSync(fd, start + len);
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code === 'ENOSPC' || code === 'EDQUOT')
-            throw new PixtableError('STORAGE_FULL', this.dir, { cause: e });
-          throw e;
-        }
-        size = start + len;
-      }
-      this.sizes[seg] = size;
-    }
+    if (!this.ensureSize(seg, fd, start + len)) return null;
     const map = mapRange(fd, start, len, this.o.writable);
     this.o.chunks.set(key, map);
     return map;
   }
 
   /**
-   * Writes an entry: invalidates the old trailer, lets `fill` write the pixel rows, then writes
-   * the trailer with its CRC last. Returns the chunk and offset for flushing.
+   * Whether segment `seg` is at least `end` bytes long; a writer grows it (preallocating blocks by
+   * default, whole chunks at a time) so that later mappings never reach past end of file.
    */
-  writeEntry(
+  private ensureSize(seg: number, fd: number, end: number): boolean {
+    if ((this.sizes[seg] ?? 0) >= end) return true;
+    let size = fs.fstatSync(fd).size;
+    if (size < end) {
+      if (!this.o.writable) return false;
+      try {
+        if (this.o.preallocate) native.preallocate(fd, size, end - size);
+        else fs.ftruncateSync(fd, end);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT')
+          throw new PixtableError('STORAGE_FULL', this.dir, { cause: e });
+        throw e;
+      }
+      size = end;
+    }
+    this.sizes[seg] = size;
+    return true;
+  }
+
+  /** File descriptor and file offset of `slot`'s entry, growing the segment to its whole chunk. */
+  private locate(slot: number): { fd: number; pos: number } {
+    const seg = Math.floor(slot / this.entriesPerSegment);
+    const local = slot - seg * this.entriesPerSegment;
+    const fd = this.segFd(seg);
+    if (fd < 0) throw new PixtableError('INTERNAL', `segment ${seg} of ${this.dir} cannot be opened`);
+    const first = Math.floor(local / this.entriesPerChunk) * this.entriesPerChunk;
+    const chunkEnd =
+      PAGE_SIZE + Math.min(first + this.entriesPerChunk, this.entriesPerSegment) * this.entrySize;
+    this.ensureSize(seg, fd, chunkEnd);
+    return { fd, pos: PAGE_SIZE + local * this.entrySize };
+  }
+
+  /**
+   * Writes an entry with pwrite on the threadpool (the kernel copies into the page cache that the
+   * mappings share; the event loop never takes page faults for it): invalidates the old trailer,
+   * writes the pixel rows (tightly packed in `tight`, padded to the stride by a gathered write of
+   * rows and a shared zero buffer), then the trailer with its CRC last.
+   */
+  async writeEntry(
     slot: number,
     generation: number,
     keyFp: Buffer,
     sourceFp: Buffer,
     width: number,
     height: number,
-    fill: (dst: Buffer) => void,
-  ): { map: Buffer; off: number } {
-    const map = this.chunkFor(slot);
-    if (!map) throw new PixtableError('INTERNAL', `no mapping for slot ${slot}`);
-    const off = this.offsetInChunk(slot);
+    tight: Buffer,
+  ): Promise<void> {
+    const { fd, pos } = this.locate(slot);
     const f = this.format;
-    const t = off + f.pixelBytes;
-    map.writeUInt32LE(0, t);
-    const used = f.stride * height;
-    fill(map.subarray(off, off + f.pixelBytes));
-    map.writeUInt32LE(generation, t + T_GEN);
-    keyFp.copy(map, t + T_KEY, 0, 16);
-    sourceFp.copy(map, t + T_SRC, 0, 16);
-    map.writeUInt32LE(width, t + T_W);
-    map.writeUInt32LE(height, t + T_H);
-    map.writeUInt32LE(slot, t + T_SLOT);
-    map.fill(0, t + 52, t + 60);
-    map.writeUInt32LE(ENTRY_MAGIC, t);
-    const crc = crc32(map.subarray(t, t + T_CRC), crc32(map.subarray(off, off + used)));
-    map.writeUInt32LE(crc, t + T_CRC);
-    return { map, off };
+    const t = pos + f.pixelBytes;
+    fs.writeSync(fd, ZERO4, 0, 4, t);
+    const rowBytes = width * f.bytesPerPixel;
+    let crc = 0;
+    if (rowBytes === f.stride) {
+      const body = tight.subarray(0, rowBytes * height);
+      crc = crc32(body);
+      await writeAll(fd, [body], pos);
+    } else {
+      const pad = this.padding(f.stride - rowBytes);
+      const iov: Buffer[] = new Array<Buffer>(height * 2);
+      for (let y = 0; y < height; y++) {
+        const row = tight.subarray(y * rowBytes, (y + 1) * rowBytes);
+        iov[y * 2] = row;
+        iov[y * 2 + 1] = pad;
+        crc = crc32(pad, crc32(row, crc));
+      }
+      await writeAll(fd, iov, pos);
+    }
+    const tr = Buffer.alloc(TRAILER_BYTES);
+    tr.writeUInt32LE(ENTRY_MAGIC, 0);
+    tr.writeUInt32LE(generation, T_GEN);
+    keyFp.copy(tr, T_KEY, 0, 16);
+    sourceFp.copy(tr, T_SRC, 0, 16);
+    tr.writeUInt32LE(width, T_W);
+    tr.writeUInt32LE(height, T_H);
+    tr.writeUInt32LE(slot, T_SLOT);
+    tr.writeUInt32LE(crc32(tr.subarray(0, T_CRC), crc), T_CRC);
+    fs.writeSync(fd, tr, 0, TRAILER_BYTES, t);
+    this.dirty = true;
+  }
+
+  /** pixels written since the last syncFiles() */
+  dirty = false;
+  private pad: Buffer = Buffer.alloc(0);
+  private padding(n: number): Buffer {
+    if (this.pad.length < n) this.pad = Buffer.alloc(n);
+    return this.pad.subarray(0, n);
   }
 
   /** Full integrity check of one entry against what the index expects of it. */
@@ -329,8 +393,14 @@ export class Table {
     map.copy(out, at, t + T_SRC, t + T_SRC + 16);
   }
 
-  flushEntry(map: Buffer, off: number): void {
-    flushRange(map, off, this.entrySize);
+  /** fdatasync of every open segment on the threadpool: writes back pages dirtied through the mappings. */
+  async syncFiles(): Promise<void> {
+    this.dirty = false;
+    await Promise.all(
+      this.fds
+        .filter((fd) => fd !== undefined && fd >= 0)
+        .map((fd) => new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())))),
+    );
   }
 
   diskBytes(): number {

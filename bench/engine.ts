@@ -1,0 +1,166 @@
+// Engine benchmark: each figure is a ratio against a baseline measured in the same run.
+//  1. hit get() latency vs decoding the same source with sharp (target: >= 1000x faster)
+//  2. ingest throughput vs sharp alone doing the same decode work, both cores busy
+//     (target: overhead <= 10%)
+// Usage: npm run bench [-- --images 24 --rounds 3]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { ImageCache, DEFAULT_FORMATS } from '../src/index.js';
+
+const { values } = parseArgs({
+  options: { images: { type: 'string', default: '24' }, rounds: { type: 'string', default: '3' } },
+});
+const IMAGES = Number(values.images);
+const ROUNDS = Number(values.rounds);
+const CORES = os.availableParallelism();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function photo(i: number): Promise<Buffer> {
+  // Photo-like content (smooth gradients plus sensor noise) so JPEG decode costs what real photos cost.
+  const w = 2400;
+  const h = 1600;
+  const noise = await sharp({
+    create: {
+      width: w,
+      height: h,
+      channels: 3,
+      background: '#000',
+      noise: { type: 'gaussian', mean: 128, sigma: 40 },
+    },
+  })
+    .raw()
+    .toBuffer();
+  for (let p = 0; p < noise.length; p += 3) {
+    const x = (p / 3) % w;
+    noise[p] = (noise[p]! + x / 10 + i * 9) & 255;
+  }
+  return sharp(noise, { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 85 })
+    .toBuffer();
+}
+
+/** What a service without pixtable does for the same three outputs: sharp alone, one shared decode. */
+async function sharpAlone(file: string): Promise<number> {
+  const base = await sharp(file, { limitInputPixels: 50_000_000, failOn: 'warning', pages: 1 })
+    .autoOrient()
+    .resize(1024, 1024, { fit: 'outside', withoutEnlargement: true })
+    .toColourspace('srgb')
+    .ensureAlpha()
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  const raw = { raw: { width: base.info.width, height: base.info.height, channels: 4 as const } };
+  const outs = await Promise.all(
+    DEFAULT_FORMATS.map((f) =>
+      sharp(base.data, raw)
+        .resize(f.width, f.height, { fit: f.fit, position: 'centre', withoutEnlargement: f.fit === 'inside' })
+        .toColourspace('srgb')
+        .ensureAlpha()
+        .raw({ depth: 'uchar' })
+        .toBuffer(),
+    ),
+  );
+  return outs.reduce((n, b) => n + b.length, 0);
+}
+
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+async function main() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pixtable-bench-'));
+  try {
+    const sources = path.join(root, 'sources');
+    fs.mkdirSync(sources, { recursive: true });
+    const keys: string[] = [];
+    for (let i = 0; i < IMAGES; i++) {
+      const key = `p${i}.jpg`;
+      fs.writeFileSync(path.join(sources, key), await photo(i));
+      keys.push(key);
+    }
+    console.log(
+      `# engine bench: ${IMAGES} JPEGs 2400x1600, ${CORES} cores, ${ROUNDS} rounds, node ${process.version}`,
+    );
+
+    // ---- ingest throughput -------------------------------------------------------------------
+    const ours: number[] = [];
+    const base: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      let t = performance.now();
+      await pool(keys, CORES, (k) => sharpAlone(path.join(sources, k)));
+      base.push(IMAGES / ((performance.now() - t) / 1000));
+      const storage = path.join(root, `s${r}`);
+      fs.mkdirSync(storage);
+      fs.symlinkSync(sources, path.join(storage, 'sources'));
+      const cache = await ImageCache.open({ storage, sync: 'batch' });
+      t = performance.now();
+      await pool(keys, CORES, (k) => cache.ingest(k));
+      ours.push(IMAGES / ((performance.now() - t) / 1000));
+      await cache.close();
+      fs.rmSync(storage, { recursive: true, force: true });
+    }
+    const ingestRatio = median(ours) / median(base);
+    console.log(
+      `ingest  sharp alone   ${median(base).toFixed(2)} images/s (median; runs ${base.map((x) => x.toFixed(2)).join(', ')})`,
+    );
+    console.log(
+      `ingest  pixtable      ${median(ours).toFixed(2)} images/s (median; runs ${ours.map((x) => x.toFixed(2)).join(', ')})`,
+    );
+    console.log(
+      `ingest  ratio         ${ingestRatio.toFixed(3)}x  overhead ${((1 - ingestRatio) * 100).toFixed(1)}%  (target <= 10%)`,
+    );
+
+    // ---- hit latency vs decode ---------------------------------------------------------------
+    const storage = path.join(root, 'hits');
+    fs.mkdirSync(storage);
+    fs.symlinkSync(sources, path.join(storage, 'sources'));
+    const cache = await ImageCache.open({ storage, sync: 'none' });
+    await cache.ingest(keys[0]!);
+    const decodeMs: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      const t = performance.now();
+      await sharp(path.join(sources, keys[0]!))
+        .autoOrient()
+        .resize(256, 256, { fit: 'cover' })
+        .ensureAlpha()
+        .raw()
+        .toBuffer();
+      decodeMs.push(performance.now() - t);
+    }
+    const N = 200_000;
+    const hitUs: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const t = performance.now();
+      for (let i = 0; i < N; i++) (await cache.get('thumb-256', keys[0]!)).release();
+      hitUs.push(((performance.now() - t) * 1000) / N);
+    }
+    const peekUs: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const t = performance.now();
+      for (let i = 0; i < N; i++) cache.peek('thumb-256', keys[0]!)!.release();
+      peekUs.push(((performance.now() - t) * 1000) / N);
+    }
+    await cache.close();
+    const dMs = median(decodeMs);
+    const hit = median(hitUs);
+    console.log(`decode  sharp thumb-256 from source  ${dMs.toFixed(2)} ms (median of 9)`);
+    console.log(`hit     get() (stat revalidation)    ${hit.toFixed(2)} us (median of 5 x ${N})`);
+    console.log(`hit     peek()                       ${median(peekUs).toFixed(2)} us`);
+    console.log(
+      `hit     ratio decode/get()           ${((dMs * 1000) / hit).toFixed(0)}x  (target >= 1000x)`,
+    );
+    console.log(`hit     ratio decode/peek()          ${((dMs * 1000) / median(peekUs)).toFixed(0)}x`);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();
