@@ -431,9 +431,16 @@ export class ImageCache {
 
   /** Slot of a verified, unpinned-or-pinned live entry of `key`, or -1. Drops damaged entries. */
   private verifiedSlot(st: FormatState, key: string): number {
-    const s = st.book.slotOf.get(key);
+    let s = st.book.slotOf.get(key);
     if (s === undefined) return -1;
-    if (st.book.verified[s] === 1) return s;
+    if (st.book.verified[s] === 1) {
+      // Another process owns writes: the slot may have been recycled since this one verified it.
+      if (!this.readOnly || st.table.trailerMatches(s, st.book.generation[s]!)) return s;
+      this.pollIndex(st);
+      s = st.book.slotOf.get(key);
+      if (s === undefined) return -1;
+      if (st.book.verified[s] === 1 && st.table.trailerMatches(s, st.book.generation[s]!)) return s;
+    }
     const check = st.table.checkEntry(s, st.book.generation[s]!, fingerprint(key));
     if (!check.ok) {
       this.drop(st, s, key, check.problem ?? 'damaged');

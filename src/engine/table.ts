@@ -385,6 +385,14 @@ export class Table {
     return { ok: true, width, height };
   }
 
+  /** Cheap re-check for read-only processes: the trailer still names this generation. */
+  trailerMatches(slot: number, generation: number): boolean {
+    const map = this.chunkFor(slot);
+    if (!map) return false;
+    const t = this.offsetInChunk(slot) + this.format.pixelBytes;
+    return map.readUInt32LE(t) === ENTRY_MAGIC && map.readUInt32LE(t + T_GEN) === generation;
+  }
+
   /** Copies the entry's source fingerprint into `out` (16 bytes at `at`). */
   readSourceFp(slot: number, out: Buffer, at: number): void {
     const map = this.chunkFor(slot);
