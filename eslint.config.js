@@ -31,7 +31,15 @@ export default tseslint.config(
   {
     files: ['src/web/**/*.js'],
     languageOptions: {
-      globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', performance: 'readonly', ImageData: 'readonly', URLSearchParams: 'readonly', location: 'readonly' },
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        fetch: 'readonly',
+        performance: 'readonly',
+        ImageData: 'readonly',
+        URLSearchParams: 'readonly',
+        location: 'readonly',
+      },
     },
   },
 );
