@@ -1,0 +1,455 @@
+// Shared pieces of the `pixtable` command line: exit codes, the one-line error format, settings
+// (flags > environment > config file > defaults, read through the server's own loader so the CLI
+// and `pixtable serve` agree on storage and formats) and opening the cache for a command.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ParseArgsConfig } from 'node:util';
+import { ImageCache } from '../cache.js';
+import { PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
+import { validateFormats, type FormatSpec } from '../formats.js';
+import { loadConfig, type ServerConfig } from '../config/env.js';
+import type { Logger, OpenOptions } from '../types.js';
+
+/** Documented in docs/cli.md; scripts rely on them, so they never change meaning. */
+export const EXIT = {
+  OK: 0,
+  /** The command ran and found problems: import failures, damaged entries. */
+  PROBLEMS: 1,
+  /** Bad command line: unknown command or option, missing argument, invalid key. */
+  USAGE: 2,
+  /** Invalid configuration: config file, PIXTABLE_* variable, format definition. */
+  CONFIG: 3,
+  /** Another process holds the writer lock on the storage. */
+  LOCKED: 4,
+  /** Something named does not exist: storage, file, format, source, entry. */
+  NOT_FOUND: 5,
+  /** The file system refused: permissions, read-only volume, disk full. */
+  IO: 6,
+  /** A bug: please report it (PIXTABLE_DEBUG=1 prints the stack). */
+  INTERNAL: 70,
+  /** Interrupted by SIGINT/SIGTERM (128 + 2). */
+  INTERRUPTED: 130,
+} as const;
+
+/** An error the CLI reports as one line: the cause, then what to do. */
+export class CliError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export function usage(message: string, command?: string): CliError {
+  return new CliError(EXIT.USAGE, message, `see pixtable ${command ? `${command} ` : ''}--help`);
+}
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+  /** stderr is a terminal (progress bars redraw in place) */
+  isTTY: boolean;
+  columns: number;
+}
+
+export function processIo(): Io {
+  return {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    env: process.env,
+    cwd: process.cwd(),
+    isTTY: Boolean(process.stderr.isTTY),
+    columns: process.stderr.columns || 80,
+  };
+}
+
+const IMAGE_ERRORS = new Set<ErrorCode>([
+  'EMPTY_SOURCE',
+  'SOURCE_TOO_LARGE',
+  'UNSUPPORTED_IMAGE',
+  'CORRUPT_IMAGE',
+  'TOO_MANY_PIXELS',
+  'DECODE_TIMEOUT',
+]);
+
+/** The exit code for anything thrown by a command. */
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof CliError) return e.exitCode;
+  if (isPixtableError(e)) {
+    switch (e.code) {
+      case 'INVALID_CONFIG':
+      case 'INVALID_FORMAT':
+      case 'INVALID_OPTION':
+        return EXIT.CONFIG;
+      case 'STORAGE_LOCKED':
+        return EXIT.LOCKED;
+      case 'UNKNOWN_FORMAT':
+      case 'SOURCE_NOT_FOUND':
+        return EXIT.NOT_FOUND;
+      case 'INVALID_KEY':
+      case 'INVALID_RECT':
+        return EXIT.USAGE;
+      case 'STORAGE_FULL':
+        return EXIT.IO;
+      default:
+        return IMAGE_ERRORS.has(e.code) ? EXIT.PROBLEMS : EXIT.INTERNAL;
+    }
+  }
+  const errno = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (errno === 'ENOENT' || errno === 'ENOTDIR') return EXIT.NOT_FOUND;
+  if (errno && ['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'EIO', 'EISDIR', 'EMFILE'].includes(errno)) {
+    return EXIT.IO;
+  }
+  if ((e as { code?: string } | undefined)?.code?.startsWith('ERR_PARSE_ARGS')) return EXIT.USAGE;
+  return EXIT.INTERNAL;
+}
+
+const IO_HINTS: Record<string, string> = {
+  EACCES: 'check the permissions of the path (in Docker: the volume must be writable by uid 1000, "node")',
+  EPERM: 'check the permissions of the path',
+  EROFS: 'the volume is mounted read-only; mount it read-write',
+  ENOSPC: 'free disk space or move the storage to a larger volume',
+  EDQUOT: 'the disk quota is exhausted; free space or raise the quota',
+  EMFILE: 'raise the open-file limit (ulimit -n)',
+};
+
+/** One line (no trailing newline) describing `e` for a person: cause, then what to do. */
+export function describeError(e: unknown, command: string): string {
+  const prefix = `pixtable${command ? ` ${command}` : ''}: `;
+  if (e instanceof CliError) return `${prefix}${e.message}${e.hint ? `; ${e.hint}` : ''}`;
+  if (isPixtableError(e)) {
+    const hint = pixtableHint(e.code);
+    return `${prefix}${e.code}: ${oneLine(e.message)}${hint ? `; ${hint}` : ''}`;
+  }
+  const errno = e as NodeJS.ErrnoException | undefined;
+  if (errno?.code?.startsWith('ERR_PARSE_ARGS')) {
+    return `${prefix}${oneLine(errno.message)}; see pixtable ${command ? `${command} ` : ''}--help`;
+  }
+  if (errno?.code && errno.syscall) {
+    const hint = IO_HINTS[errno.code];
+    return `${prefix}${errno.code}: ${oneLine(errno.message)}${hint ? `; ${hint}` : ''}`;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return `${prefix}internal error: ${oneLine(msg)}; this is a bug, please report it (PIXTABLE_DEBUG=1 shows the stack)`;
+}
+
+function pixtableHint(code: ErrorCode): string | undefined {
+  switch (code) {
+    case 'INVALID_CONFIG':
+    case 'INVALID_FORMAT':
+      return 'fix the configuration (docs/cli.md lists the settings)';
+    case 'UNKNOWN_FORMAT':
+      return 'pixtable stats lists the configured formats (pass the same --config as the server)';
+    case 'SOURCE_NOT_FOUND':
+      return 'import it first: pixtable import <file>';
+    case 'STORAGE_FULL':
+      return 'free disk space or move the storage to a larger volume';
+    default:
+      return undefined;
+  }
+}
+
+export function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+// ---- settings ----------------------------------------------------------------------------------
+
+export interface GlobalFlags {
+  storage?: string | undefined;
+  config?: string | undefined;
+}
+
+/** Options every command that touches storage accepts. */
+export const STORAGE_OPTIONS = {
+  storage: { type: 'string', short: 's' },
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+export const STORAGE_HELP = `  -s, --storage DIR    data directory (env PIXTABLE_STORAGE, default ./storage)
+  -c, --config FILE    JSON file with a "formats" array (env PIXTABLE_CONFIG; env
+                       PIXTABLE_FORMATS holds the same array inline)
+  -h, --help           show this help`;
+
+export interface ConfigFile {
+  formats?: FormatSpec[];
+  storage?: string;
+}
+
+/** Reads a config file (`{ "formats": [...], "storage": "dir" }`), validating what it holds. */
+export function readConfigFile(file: string): ConfigFile {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(
+      code === 'ENOENT' ? EXIT.NOT_FOUND : EXIT.CONFIG,
+      `config file ${file} cannot be read (${code ?? (e as Error).message})`,
+      'pass an existing file with --config or PIXTABLE_CONFIG',
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(
+      EXIT.CONFIG,
+      `config file ${file} is not valid JSON (${oneLine((e as Error).message)})`,
+      'it must be an object like {"formats": [{"name": "thumb-256", "width": 256, "height": 256}]}',
+    );
+  }
+  // A bare array is accepted as the formats list.
+  if (Array.isArray(parsed)) parsed = { formats: parsed };
+  if (typeof parsed !== 'object' || parsed === null) {
+    throw new CliError(EXIT.CONFIG, `config file ${file} must hold a JSON object`, 'see docs/cli.md');
+  }
+  const obj = parsed as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    if (k !== 'formats' && k !== 'storage') {
+      throw new CliError(
+        EXIT.CONFIG,
+        `config file ${file} has an unknown setting "${k}"`,
+        'it may hold "formats" and "storage"; the server reads everything else from PIXTABLE_* variables',
+      );
+    }
+  }
+  const out: ConfigFile = {};
+  if (obj.formats !== undefined) {
+    try {
+      validateFormats(obj.formats);
+    } catch (e) {
+      const msg = isPixtableError(e) ? e.message : String(e);
+      throw new CliError(EXIT.CONFIG, `config file ${file}: ${msg}`, 'fix the format definition');
+    }
+    out.formats = obj.formats as FormatSpec[];
+  }
+  if (obj.storage !== undefined) {
+    if (typeof obj.storage !== 'string' || obj.storage === '') {
+      throw new CliError(EXIT.CONFIG, `config file ${file}: "storage" must be a directory path`);
+    }
+    out.storage = path.resolve(path.dirname(file), obj.storage);
+  }
+  return out;
+}
+
+/**
+ * The effective configuration: command-line flags win over environment variables, which win over
+ * the config file, which wins over the built-in defaults. `extraEnv` holds flag values already
+ * translated to their variable names (pixtable serve).
+ */
+export function resolveConfig(
+  flags: GlobalFlags,
+  io: Pick<Io, 'env' | 'cwd'>,
+  extraEnv: Record<string, string> = {},
+): { config: ServerConfig; warnings: string[]; configFile: string | undefined } {
+  const env: Record<string, string | undefined> = { ...io.env };
+  const fileName = flags.config ?? (env.PIXTABLE_CONFIG?.trim() || undefined);
+  let file: ConfigFile = {};
+  let configFile: string | undefined;
+  if (fileName !== undefined) {
+    configFile = path.resolve(io.cwd, fileName);
+    file = readConfigFile(configFile);
+  }
+  // --config FILE is a flag: its formats beat PIXTABLE_FORMATS; PIXTABLE_CONFIG is an env var and
+  // yields to it.
+  if (file.formats && (flags.config !== undefined || !env.PIXTABLE_FORMATS?.trim())) {
+    env.PIXTABLE_FORMATS = JSON.stringify(file.formats);
+  }
+  if (file.storage && !env.PIXTABLE_STORAGE?.trim()) env.PIXTABLE_STORAGE = file.storage;
+  if (flags.storage !== undefined) env.PIXTABLE_STORAGE = flags.storage;
+  Object.assign(env, extraEnv);
+  const { config, warnings } = loadConfig(env, io.cwd);
+  return { config, warnings, configFile };
+}
+
+export function warn(io: Io, msg: string): void {
+  io.err(`pixtable: warning: ${msg}\n`);
+}
+
+/** Engine warnings (damaged entries dropped, tables rebuilt) as plain stderr lines. */
+export function cliLogger(io: Io, seen?: string[]): Logger {
+  return {
+    warn(msg, fields) {
+      const line = `${msg}${fields && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : ''}`;
+      seen?.push(line);
+      warn(io, line);
+    },
+  };
+}
+
+export interface OpenRequest {
+  readOnly: boolean;
+  /** Only these formats (names checked against the configuration). Default all. */
+  formats?: readonly string[] | undefined;
+  /** Seconds to wait for the writer lock. */
+  waitSeconds?: number | undefined;
+  concurrency?: number | undefined;
+  logger?: Logger;
+  /** What to do when another process holds the lock (defaults to: stop it, or --wait). */
+  lockHint?: string;
+}
+
+/** Picks the configured formats named in `names` (all when empty); UNKNOWN_FORMAT otherwise. */
+export function selectFormats(config: ServerConfig, names: readonly string[] | undefined): FormatSpec[] {
+  if (!names || names.length === 0) return [...config.formats];
+  const wanted = names
+    .flatMap((n) => n.split(','))
+    .map((n) => n.trim())
+    .filter(Boolean);
+  return wanted.map((n) => {
+    const f = config.formats.find((x) => x.name === n);
+    if (!f) {
+      throw new CliError(
+        EXIT.NOT_FOUND,
+        `no format named "${n}" is configured (configured: ${config.formats.map((x) => x.name).join(', ')})`,
+        'pass the same --config or PIXTABLE_FORMATS as the server',
+      );
+    }
+    return f;
+  });
+}
+
+/** Who holds the writer lock of the storage (the pid written into the lock file), if anyone said. */
+export function lockHolder(storage: string, formats: readonly FormatSpec[]): string | undefined {
+  for (const f of formats) {
+    try {
+      const pid = fs.readFileSync(path.join(storage, 'tables', `${f.name}.lock`), 'utf8').trim();
+      if (pid) return pid;
+    } catch {
+      // no lock file for this format
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Opens the cache for a command. Read-only opens need no lock and work beside a running server;
+ * writable opens turn STORAGE_LOCKED into a line that says who holds the lock and what to do.
+ */
+export async function openCache(
+  config: ServerConfig,
+  req: OpenRequest,
+  command: string,
+): Promise<ImageCache> {
+  const formats = selectFormats(config, req.formats);
+  if (req.readOnly && !fs.existsSync(path.join(config.storage, 'tables'))) {
+    throw new CliError(
+      EXIT.NOT_FOUND,
+      `storage ${config.storage} holds no tables`,
+      'import images first (pixtable import <dir>), or point --storage / PIXTABLE_STORAGE at the right directory',
+    );
+  }
+  const options: OpenOptions = {
+    storage: config.storage,
+    formats,
+    readOnly: req.readOnly,
+    sync: config.sync,
+    revalidate: config.revalidate,
+    lockTimeoutMs: Math.round((req.waitSeconds ?? 0) * 1000),
+    ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
+    decode: {
+      maxInputBytes: config.maxUploadBytes,
+      ...(req.concurrency !== undefined
+        ? { concurrency: req.concurrency }
+        : config.decode.concurrency !== undefined
+          ? { concurrency: config.decode.concurrency }
+          : {}),
+      ...(config.decode.maxQueue !== undefined ? { maxQueue: config.decode.maxQueue } : {}),
+      ...(config.decode.timeoutMs !== undefined ? { timeoutMs: config.decode.timeoutMs } : {}),
+      ...(config.decode.maxInputPixels !== undefined ? { maxInputPixels: config.decode.maxInputPixels } : {}),
+    },
+    ...(req.logger ? { logger: req.logger } : {}),
+  };
+  try {
+    return await ImageCache.open(options);
+  } catch (e) {
+    if (isPixtableError(e) && e.code === 'STORAGE_LOCKED') {
+      const pid = lockHolder(config.storage, formats);
+      throw new CliError(
+        EXIT.LOCKED,
+        `${command} needs the writer lock on ${config.storage}, but process ${pid ?? '(unknown)'} holds it (a running pixtable server?)`,
+        req.lockHint ??
+          'stop that process or retry with --wait SECONDS; read-only commands (stats, verify, export of cached entries) work meanwhile',
+      );
+    }
+    throw e;
+  }
+}
+
+/** A non-negative number flag (`--wait 2.5`), or undefined. */
+export function numberFlag(
+  value: string | undefined,
+  name: string,
+  command: string,
+  opts: { min?: number; max?: number; integer?: boolean } = {},
+): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  const min = opts.min ?? 0;
+  const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+  if (
+    value.trim() === '' ||
+    !Number.isFinite(n) ||
+    n < min ||
+    n > max ||
+    (opts.integer && !Number.isInteger(n))
+  ) {
+    throw usage(
+      `--${name} must be ${opts.integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      command,
+    );
+  }
+  return n;
+}
+
+export function isPixtable(e: unknown, code: ErrorCode): e is PixtableError {
+  return isPixtableError(e) && e.code === code;
+}
+
+// ---- formatting --------------------------------------------------------------------------------
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
+}
+
+export function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = s % 60;
+  const mm = String(m).padStart(h ? 2 : 1, '0');
+  return `${h ? `${h}:` : ''}${mm}:${String(r).padStart(2, '0')}`;
+}
+
+/** Left-aligned text table (first column left, the rest right-aligned when numeric). */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => {
+          const w = widths[i] ?? 0;
+          return i > 0 && /^[-\d.,]+( [KMGT]?i?B)?$/.test(c) ? c.padStart(w) : c.padEnd(w);
+        })
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

@@ -1,0 +1,181 @@
+// `pixtable serve`: every server setting is an environment variable (src/config/env.ts) and the
+// same setting as a flag: PIXTABLE_DECODE_CONCURRENCY=4 ≡ --decode-concurrency 4, PORT ≡ --port.
+// Flags are translated to their variables and the one loader validates both, so a value is
+// checked, and its error worded, the same way whichever way it arrives.
+import { parseArgs } from 'node:util';
+import { ENV_VARS } from '../config/env.js';
+import { isPixtableError } from '../errors.js';
+import { CliError, EXIT, lockHolder, resolveConfig, usage, warn, type Io } from './common.js';
+
+interface Setting {
+  env: string;
+  flag: string;
+  /** Takes no value: `--read-only` sets "true", `--no-revalidate` sets "false". */
+  boolean?: boolean;
+  help: string;
+}
+
+// Descriptions of the variables the server reads. A variable added to ENV_VARS later still gets
+// a flag (derived from its name) before it gets a line here.
+const HELP: Record<string, string> = {
+  PORT: 'TCP port to listen on (default 8080; 0 picks a free one)',
+  HOST: 'address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)',
+  PIXTABLE_STORAGE: 'data directory with sources/ and tables/ (default ./storage)',
+  PIXTABLE_FORMATS: 'JSON array of formats (default thumb-64, thumb-256, preview-1024)',
+  PIXTABLE_READ_ONLY: 'serve what is cached, decode nothing, take no lock',
+  PIXTABLE_SYNC: 'none, batch (default) or always: when writes are flushed to disk',
+  PIXTABLE_MAX_MAPPED_BYTES: 'bound on mapped table bytes (default 512 MiB)',
+  PIXTABLE_REVALIDATE: 're-check the source file on every hit (default true)',
+  PIXTABLE_DECODE_CONCURRENCY: 'decodes at once (default: CPU count)',
+  PIXTABLE_DECODE_QUEUE: 'decodes waiting beyond that; more get 503 (default 64)',
+  PIXTABLE_DECODE_TIMEOUT_MS: 'time one decode may take (default 30000)',
+  PIXTABLE_MAX_INPUT_PIXELS: 'largest source in pixels (default 50000000)',
+  PIXTABLE_MAX_UPLOAD_BYTES: 'largest source / upload in bytes (default 52428800)',
+  PIXTABLE_THUMB_CACHE_BYTES: 'bytes of encoded thumbnails kept in memory (default 64 MiB)',
+  PIXTABLE_THUMB_QUALITY: 'webp/jpeg/avif quality 1-100',
+  PIXTABLE_THUMB_TYPES: 'preferred encodings, comma-separated (default webp,avif)',
+  PIXTABLE_CACHE_CONTROL: 'Cache-Control of cached content (default "public, max-age=3600")',
+  PIXTABLE_KEY: 'hex HMAC key(s) for signed URLs, comma-separated (rotation)',
+  PIXTABLE_SALT: 'hex salt(s), one per key',
+  PIXTABLE_ORIGIN: 'base URL to fetch missing sources from',
+  PIXTABLE_ORIGIN_ALLOW_HOSTS: 'hosts the origin may redirect to (*.suffix allowed)',
+  PIXTABLE_ORIGIN_ALLOW_NETWORKS: 'private CIDRs the origin may reach (explicit opt-in)',
+  PIXTABLE_ORIGIN_CONNECT_TIMEOUT_MS: 'origin connect timeout (default 5000)',
+  PIXTABLE_ORIGIN_READ_TIMEOUT_MS: 'origin read timeout (default 10000)',
+  PIXTABLE_ORIGIN_MAX_BYTES: 'origin body cap (default: the upload cap)',
+  PIXTABLE_ORIGIN_MAX_REDIRECTS: 'origin redirects followed (default 3)',
+  PIXTABLE_REQUEST_TIMEOUT_MS: 'time for a whole request to arrive (default 60000)',
+  PIXTABLE_HEADERS_TIMEOUT_MS: 'time for request headers to arrive (default 10000)',
+  PIXTABLE_IDLE_TIMEOUT_MS: 'socket inactivity timeout (default 30000)',
+  PIXTABLE_KEEP_ALIVE_TIMEOUT_MS: 'keep-alive timeout (default 5000)',
+  PIXTABLE_SHUTDOWN_TIMEOUT_MS: 'grace period for in-flight requests on SIGTERM (default 10000)',
+  PIXTABLE_LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
+  PIXTABLE_LOG_REQUESTS: 'one JSON log line per request (default true)',
+  PIXTABLE_CORS_ORIGIN: 'Access-Control-Allow-Origin value (default: no CORS headers)',
+};
+
+const BOOLEAN_VARS = new Set(['PIXTABLE_READ_ONLY', 'PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS']);
+/** Booleans that default to true: their flag is the negation (`--no-revalidate`). */
+const DEFAULT_TRUE = new Set(['PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS']);
+
+/** PIXTABLE_DECODE_CONCURRENCY → decode-concurrency, PORT → port. */
+export function flagName(env: string): string {
+  return env
+    .replace(/^PIXTABLE_/, '')
+    .toLowerCase()
+    .replaceAll('_', '-');
+}
+
+export function serveSettings(vars: readonly string[] = ENV_VARS): Setting[] {
+  return vars.map((env) => {
+    const base = flagName(env);
+    const boolean = BOOLEAN_VARS.has(env);
+    return {
+      env,
+      flag: boolean && DEFAULT_TRUE.has(env) ? `no-${base}` : base,
+      boolean,
+      help: HELP[env] ?? 'see docs/config.md',
+    };
+  });
+}
+
+export function serveHelp(settings: Setting[] = serveSettings()): string {
+  const entry = (flag: string, env: string, help: string) =>
+    `  ${flag.padEnd(32)} ${env}\n${' '.repeat(6)}${help}`;
+  const lines = settings.map((s) => {
+    const short = s.flag === 'storage' ? '-s, ' : s.flag === 'port' ? '-p, ' : '';
+    const value = s.boolean ? '' : s.flag === 'storage' ? ' DIR' : ' VALUE';
+    const env = s.boolean ? `${s.env}=${DEFAULT_TRUE.has(s.env) ? 'false' : 'true'}` : s.env;
+    return entry(`${short}--${s.flag}${value}`, env, s.help);
+  });
+  lines.push(
+    entry(
+      '-c, --config FILE',
+      'PIXTABLE_CONFIG',
+      'JSON file with a "formats" array (and optionally "storage")',
+    ),
+    `  -h, --help\n      show this help`,
+  );
+  return `Usage: pixtable serve [options]
+
+Starts the HTTP server (GET / is the web page; API under /v1/, /healthz, /readyz, /metrics).
+Every option is also an environment variable; a flag wins over its variable. SIGTERM or SIGINT
+drains in-flight requests, flushes the index and exits 0.
+
+Options (flag, environment variable, meaning):
+${lines.join('\n')}
+
+Exit status: 0 stopped by a signal; 3 configuration; 4 another process holds the storage's
+writer lock (another server? use PIXTABLE_READ_ONLY=true for a second, read-only server);
+6 file system (storage not writable, port in use).`;
+}
+
+/** Translates serve's flags into their environment variables. */
+export function serveEnv(args: string[], settings: Setting[] = serveSettings()) {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    storage: { type: 'string', short: 's' },
+    config: { type: 'string', short: 'c' },
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const s of settings) {
+    if (s.flag === 'storage') continue;
+    options[s.flag] = { type: s.boolean ? 'boolean' : 'string' };
+    if (s.flag === 'port') options[s.flag]!.short = 'p';
+  }
+  const { values, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options });
+  const env: Record<string, string> = {};
+  for (const s of settings) {
+    if (s.flag === 'storage') continue;
+    const v = values[s.flag];
+    if (v === undefined) continue;
+    if (s.boolean) env[s.env] = DEFAULT_TRUE.has(s.env) ? 'false' : 'true';
+    else env[s.env] = String(v);
+  }
+  return {
+    env,
+    positionals,
+    help: values.help === true,
+    storage: values.storage as string | undefined,
+    config: values.config as string | undefined,
+  };
+}
+
+export async function serveCommand(args: string[], io: Io): Promise<number | 'running'> {
+  const parsed = serveEnv(args);
+  if (parsed.help) {
+    io.out(`${serveHelp()}\n`);
+    return EXIT.OK;
+  }
+  if (parsed.positionals.length) {
+    throw usage(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`, 'serve');
+  }
+  const { config, warnings } = resolveConfig(
+    { storage: parsed.storage, config: parsed.config },
+    io,
+    parsed.env,
+  );
+  for (const w of warnings) warn(io, w);
+  // Loaded here, not at the top: the other commands never pay for fastify.
+  const { startServer } = await import('../http/server.js');
+  try {
+    await startServer(config);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (isPixtableError(e) && e.code === 'STORAGE_LOCKED') {
+      throw new CliError(
+        EXIT.LOCKED,
+        `storage ${config.storage} is locked by process ${lockHolder(config.storage, config.formats) ?? '(unknown)'} (another server?)`,
+        'stop it, point --storage elsewhere, or start this one read-only with --read-only / PIXTABLE_READ_ONLY=true',
+      );
+    }
+    if (code === 'EADDRINUSE') {
+      throw new CliError(
+        EXIT.IO,
+        `port ${config.port} on ${config.host} is already in use`,
+        'stop the other listener or pick another port with --port / PORT',
+      );
+    }
+    throw e;
+  }
+  return 'running';
+}
