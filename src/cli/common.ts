@@ -132,7 +132,10 @@ export function describeError(e: unknown, command: string): string {
   }
   if (errno?.code && errno.syscall) {
     const hint = IO_HINTS[errno.code];
-    return `${prefix}${errno.code}: ${oneLine(errno.message)}${hint ? `; ${hint}` : ''}`;
+    // Node's messages already start with the code ("EACCES: permission denied, open '/x'").
+    const msg = oneLine(errno.message);
+    const text = msg.startsWith(`${errno.code}:`) ? msg : `${errno.code}: ${msg}`;
+    return `${prefix}${text}${hint ? `; ${hint}` : ''}`;
   }
   const msg = e instanceof Error ? e.message : String(e);
   return `${prefix}internal error: ${oneLine(msg)}; this is a bug, please report it (PIXTABLE_DEBUG=1 shows the stack)`;
