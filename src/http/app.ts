@@ -105,6 +105,9 @@ function formatAndKey(rawUrl: string, prefixLength: number): { formatName: strin
 
 /** Header-value strings that depend only on the format (cover entries have the box size). */
 interface FormatHeaders {
+  w: number;
+  h: number;
+  bytes: number;
   width: string;
   height: string;
   stride: string;
@@ -119,6 +122,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const thumbs = new ThumbCache(config.thumbCacheBytes);
   metrics.attach(cache, thumbs);
 
+  // Set further down, once the routes' state exists; the server is created first.
+  const fast: { path?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean } = {};
   const app = Fastify({
     logger: opts.logger ?? { level: config.logLevel },
     // fastify's default is two lines per request; we write one (onResponse), or none under load.
@@ -138,7 +143,11 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
             Math.max(50, Math.floor(config.headersTimeoutMs / 4)),
           ),
         },
-        handler,
+        (req, res) => {
+          // Hits of the hot routes are answered here, before fastify builds request/reply
+          // objects and runs its router (see fast.path); everything else goes to fastify.
+          if (fast.path === undefined || !fast.path(req, res)) handler(req, res);
+        },
       );
       // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
       server.setTimeout(config.idleTimeoutMs);
@@ -176,6 +185,9 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const formatHeaders = new Map<string, FormatHeaders>();
   for (const f of cache.formats) {
     formatHeaders.set(f.name, {
+      w: f.width,
+      h: f.height,
+      bytes: f.pixelBytes,
       width: String(f.width),
       height: String(f.height),
       stride: String(f.stride),
@@ -296,6 +308,35 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   }
 
   // ---------- raw pixels ----------
+  /** 200 with the whole entry as one slice of the mapping (the caller owns the pin). */
+  function writeWhole(res: http.ServerResponse, view: ImageView, etag: string): void {
+    const fh = formatHeaders.get(view.format);
+    const same =
+      fh !== undefined && view.width === fh.w && view.height === fh.h && view.pixels.length === fh.bytes;
+    res.writeHead(200, [
+      'Content-Type',
+      'application/octet-stream',
+      'Content-Length',
+      same ? fh.length : String(view.pixels.length),
+      'ETag',
+      etag,
+      'Cache-Control',
+      cacheControl,
+      'Accept-Ranges',
+      'bytes',
+      'X-Image-Width',
+      same ? fh.width : String(view.width),
+      'X-Image-Height',
+      same ? fh.height : String(view.height),
+      'X-Row-Stride',
+      same ? fh.stride : String(view.stride),
+      'X-Pixel-Format',
+      view.pixelFormat,
+      ...cors,
+    ]);
+    res.end(view.pixels);
+  }
+
   function sendRaw(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -346,17 +387,12 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       height = String(r.h);
       stride = String(rowBytes);
       sizeStr = String(size);
-    } else if (
-      fh &&
-      view.pixels.length === view.stride * view.height &&
-      String(view.width) === fh.width &&
-      String(view.height) === fh.height
-    ) {
+    } else if (fh && view.width === fh.w && view.height === fh.h && view.pixels.length === fh.bytes) {
       width = fh.width;
       height = fh.height;
       stride = fh.stride;
-      size = view.pixels.length;
-      sizeStr = size === Number(fh.length) ? fh.length : String(size);
+      size = fh.bytes;
+      sizeStr = fh.length;
     } else {
       width = String(view.width);
       height = String(view.height);
@@ -455,10 +491,14 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     return { body, etag, contentType: MIME[type], length: String(body.length) };
   }
 
-  function sendThumb(request: FastifyRequest, reply: FastifyReply, t: EncodedThumb, vary: boolean) {
-    const res = reply.raw;
-    reply.hijack();
-    if (etagMatches(request.raw.headers['if-none-match'], t.etag)) {
+  /** Writes an encoded thumbnail (or 304); returns the status. */
+  function writeThumb(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    t: EncodedThumb,
+    vary: boolean,
+  ): number {
+    if (etagMatches(req.headers['if-none-match'], t.etag)) {
       res.writeHead(
         304,
         vary
@@ -466,7 +506,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
           : ['ETag', t.etag, 'Cache-Control', cacheControl, ...cors],
       );
       res.end();
-      return;
+      return 304;
     }
     const headers = [
       'Content-Type',
@@ -482,6 +522,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     if (vary) headers.push('Vary', 'Accept');
     res.writeHead(200, headers);
     res.end(t.body);
+    return 200;
   }
 
   const thumbsPrefixLength = THUMBS_PREFIX.length;
@@ -510,10 +551,89 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       } finally {
         view.release();
       }
-      sendThumb(request, reply, t, negotiated);
+      reply.hijack();
+      writeThumb(request.raw, reply.raw, t, negotiated);
       return reply;
     },
   });
+
+  // ---------- fast path ----------
+  // Hits of whole entries and cached thumbnails skip fastify: no request/reply objects, router,
+  // hooks or per-request child logger — at 16 KiB bodies those cost more than the response itself.
+  // Anything the fast path does not handle completely (misses, Range, ?rect, errors, bad keys)
+  // returns false and takes the fastify route, which produces the same bytes and every error.
+  const pixelsCounter = metrics.route('/v1/pixels/:format/*');
+  const thumbsCounter = metrics.route('/v1/thumbnails/:format/*');
+  const signing = config.signingKeys.length > 0;
+  const logRequests = config.logRequests;
+  const log = app.log;
+  const whole304 = (res: http.ServerResponse, etag: string) => {
+    res.writeHead(304, ['ETag', etag, 'Cache-Control', cacheControl, ...cors]);
+    res.end();
+  };
+  fast.path = (req, res) => {
+    if (!state.ready) return false;
+    const method = req.method;
+    const isHead = method === 'HEAD';
+    if (method !== 'GET' && !isHead) return false;
+    const url = req.url ?? '';
+    const isPixels = url.startsWith(PIXELS_PREFIX);
+    if (!isPixels && !url.startsWith(THUMBS_PREFIX)) return false;
+    let typeParam: string | undefined;
+    const qi = url.indexOf('?');
+    if (qi >= 0) {
+      // only parameters the fast path fully understands; anything else (rect, …) takes the route
+      for (const part of url.slice(qi + 1).split('&')) {
+        if (part.startsWith('sig=') || part.startsWith('exp=')) continue;
+        if (!isPixels && part.startsWith('type=')) typeParam = part.slice(5);
+        else return false;
+      }
+    }
+    if (isPixels && req.headers.range !== undefined) return false;
+    let view: ImageView | undefined;
+    let type: keyof typeof MIME = 'png';
+    let negotiated = false;
+    try {
+      if (signing) verifyUrl(url, config.signingKeys, Date.now());
+      const { formatName, key } = formatAndKey(url, isPixels ? pixelsPrefixLength : thumbsPrefixLength);
+      const format = cache.format(formatName);
+      if (!isPixels) {
+        ({ type, negotiated } = chooseType(
+          typeParam,
+          req.headers.accept,
+          config.thumbTypes,
+          HAS_ALPHA.has(format.pixelFormat),
+        ));
+      }
+      view = cache.peek(formatName, key);
+    } catch {
+      return false;
+    }
+    if (view === undefined) return false;
+    let status: number;
+    if (isPixels) {
+      const etag = view.etag;
+      if (etagMatches(req.headers['if-none-match'], etag)) {
+        view.release();
+        whole304(res, etag);
+        status = 304;
+      } else {
+        const v = view;
+        res.once('close', () => v.release());
+        writeWhole(res, v, etag);
+        status = 200;
+      }
+      pixelsCounter.inc(isHead, status);
+    } else {
+      const t = thumbs.get(`${view.etag}\u0000${type}`);
+      view.release();
+      if (t === undefined) return false;
+      status = writeThumb(req, res, t, negotiated);
+      thumbsCounter.inc(isHead, status);
+    }
+    if (logRequests) log.info({ method, url, status }, 'request');
+    return true;
+  };
 
   // ---------- sources ----------
   await app.register(async (scope) => {
