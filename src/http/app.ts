@@ -47,6 +47,8 @@ export interface AppState {
   ready: boolean;
   thumbs: ThumbCache;
   metrics: Metrics;
+  /** Responses served by the fast path (tests check it is really taken). */
+  fastResponses: number;
 }
 
 declare module 'fastify' {
@@ -170,7 +172,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { coerceTypes: false } },
   });
-  const state: AppState = { ready: true, thumbs, metrics };
+  const state: AppState = { ready: true, thumbs, metrics, fastResponses: 0 };
   app.decorate('pixtable', state);
 
   const cacheControl = config.cacheControl;
@@ -631,6 +633,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       status = writeThumb(req, res, t, negotiated);
       thumbsCounter.inc(isHead, status);
     }
+    state.fastResponses++;
     if (logRequests) log.info({ method, url, status }, 'request');
     return true;
   };

@@ -186,3 +186,35 @@ test('signed URLs over a real socket', async () => {
     await t.done();
   }
 });
+
+test('the socket fast path and the fastify route answer identically (pixels, thumbnails, 304)', async () => {
+  const strip = (h: Record<string, unknown>) => {
+    const o = { ...h };
+    for (const k of ['date', 'connection', 'keep-alive', 'transfer-encoding']) delete o[k];
+    return o;
+  };
+  for (const [p, headers] of [
+    ['/v1/pixels/small/cat.png', {}],
+    ['/v1/thumbnails/small/cat.png?type=webp', {}],
+    ['/v1/thumbnails/small/cat.png', { accept: 'image/webp,*/*' }],
+  ] as const) {
+    const routed = await s.app.inject({ url: p, headers }); // inject never enters the fast path
+    const before = s.app.pixtable.fastResponses;
+    const fast = await request(s.url, p, { headers }); // second request: a hit, served by the fast path
+    assert.equal(s.app.pixtable.fastResponses, before + 1, `${p} took the fast path`);
+    assert.equal(fast.status, 200, p);
+    assert.equal(routed.statusCode, 200, p);
+    assert.deepEqual(strip(fast.headers), strip(routed.headers), p);
+    assert.ok(fast.body.equals(routed.rawPayload), p);
+    const nm = await request(s.url, p, {
+      headers: { ...headers, 'if-none-match': String(fast.headers.etag) },
+    });
+    assert.equal(nm.status, 304, p);
+  }
+  const m = await request(s.url, '/metrics');
+  assert.match(
+    m.body.toString(),
+    /pixtable_http_requests_total\{route="\/v1\/pixels\/:format\/\*",method="GET",status="304"\} [1-9]/,
+  );
+  assert.equal(pinned(s), 0);
+});
