@@ -30,6 +30,7 @@ import { fetchFromOrigin } from './origin.js';
 import { ThumbCache, deriveEtag, etagMatches, type EncodedThumb } from './thumbcache.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
+import { registerWebPage } from '../web/plugin.js';
 
 export interface BuildOptions {
   cache: PixelCache;
@@ -776,14 +777,21 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       void reply.send(app.swagger());
     },
   });
-  app.route({
-    method: 'GET',
-    url: '/',
-    schema: { hide: true },
-    handler(_request, reply) {
-      void reply.type('text/html; charset=utf-8').send(indexPage(cache.formats));
-    },
-  });
+  // The web page (src/web): gallery and raw-pixel viewer at GET /. When its files are not
+  // shipped (a trimmed install), a small built-in page still tells a person what to do.
+  try {
+    await registerWebPage(app, { cache });
+  } catch (e) {
+    app.log.warn({ err: (e as Error).message }, 'web page files missing; serving the built-in index');
+    app.route({
+      method: 'GET',
+      url: '/',
+      schema: { hide: true },
+      handler(_request, reply) {
+        void reply.type('text/html; charset=utf-8').send(indexPage(cache.formats));
+      },
+    });
+  }
 
   // ---------- 405 for known paths ----------
   const allowed: Record<string, string[]> = {

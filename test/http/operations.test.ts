@@ -100,11 +100,14 @@ test('/openapi.json documents every public route', async () => {
   }
 });
 
-test('GET / is a page that names the formats', async () => {
+test('GET / is the web page, with its assets under /web/', async () => {
   const r = await f.app.inject('/');
   assert.equal(r.statusCode, 200);
   assert.match(String(r.headers['content-type']), /text\/html/);
-  assert.match(r.body, /small/);
+  assert.match(r.body, /app\.js/);
+  const js = await f.app.inject('/web/app.js');
+  assert.equal(js.statusCode, 200);
+  assert.match(String(js.headers['content-type']), /javascript/);
 });
 
 test('decode queue full → 503 QUEUE_FULL with Retry-After', async () => {
