@@ -80,7 +80,7 @@ describe('pixtable CLI while another process holds the writer lock', () => {
       '--wait',
       '20',
     ]);
-    await new Promise((r) => setTimeout(r, 700));
+    await new Promise((r) => setTimeout(r, 1500));
     assert.equal(await stopChild(holder, 'SIGTERM'), 0);
     holder = undefined;
     const done = await waiting;
