@@ -12,7 +12,6 @@ import type { Browser, Page } from 'playwright-core';
 import { ImageCache, type FormatSpec } from '../../src/index.js';
 import { buildApp } from '../../src/http/app.js';
 import { defaultConfig } from '../../src/config/env.js';
-import { registerWebPage } from '../../src/web/plugin.js';
 import { rmrf, tempDir } from './cli-fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -140,8 +139,6 @@ describe('web page in Chromium', { skip }, () => {
       config: defaultConfig({ storage, port: 0, logLevel: 'silent', logRequests: false }),
       logger: false,
     });
-    // Until buildApp registers the page itself (then this is skipped): same plugin, same routes.
-    if (!app.hasRoute({ method: 'GET', url: '/web/*' })) await registerWebPage(app, { cache });
     url = await app.listen({ port: 0, host: '127.0.0.1' });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
@@ -167,7 +164,7 @@ describe('web page in Chromium', { skip }, () => {
   });
 
   it('the gallery shows every stored image through the thumbnail endpoint', async () => {
-    const res = await page.goto(`${url}/web/`);
+    const res = await page.goto(`${url}/`);
     assert.equal(res?.status(), 200);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
     assert.deepEqual(await page.$$eval('#gallery figure.thumb', (f) => f.map((x) => x.dataset.key)), keys);
