@@ -358,6 +358,13 @@ export class ImageCache {
     if (!r) return;
     st.log = r.log;
     st.indexDiscardedBytes = r.discardedBytes;
+    // A rebuilt table already said so; its old index is expected not to match.
+    if (r.problem && !st.table.rebuilt) {
+      this.o.logger.warn(r.reset ? 'index unusable; started afresh' : 'index damaged', {
+        format: st.format.name,
+        problem: r.problem,
+      });
+    }
     if (r.discardedBytes > 0) {
       this.o.logger.warn('index tail discarded (torn or damaged records)', {
         format: st.format.name,

@@ -39,6 +39,8 @@ export interface IndexOpenResult {
   reset: boolean;
   /** bytes of a torn or corrupt tail that replay discarded */
   discardedBytes: number;
+  /** why an existing file could not be replayed whole (started afresh, or truncated) */
+  problem?: string;
 }
 
 /** Reads records from `pos` until the end marker or the first bad record (whose tail a writer zeroes). */
@@ -139,18 +141,30 @@ export class IndexLog {
         discardedBytes: 0,
       };
     }
-    const size = fs.fstatSync(fd).size;
+    let size = fs.fstatSync(fd).size;
     const head = Buffer.alloc(24);
-    const valid =
-      size >= 2 * PAGE_SIZE &&
-      size % PAGE_SIZE === 0 &&
-      size <= MAX_BYTES &&
-      fs.readSync(fd, head, 0, 24, 0) === 24 &&
-      head.readUInt32LE(0) === INDEX_MAGIC &&
-      head.readUInt32LE(4) === INDEX_VERSION &&
-      head.readUInt32LE(16) === crc32(head.subarray(0, 16)) &&
-      head.subarray(8, 16).equals(tableId);
-    if (!valid) {
+    let problem: string | undefined;
+    if (size < 24 || fs.readSync(fd, head, 0, 24, 0) !== 24)
+      problem = `file is ${size} bytes, shorter than its header`;
+    else if (head.readUInt32LE(0) !== INDEX_MAGIC) problem = 'not a pixtable index (bad magic)';
+    else if (head.readUInt32LE(4) !== INDEX_VERSION) problem = `index version ${head.readUInt32LE(4)}`;
+    else if (head.readUInt32LE(16) !== crc32(head.subarray(0, 16))) problem = 'index header CRC mismatch';
+    else if (!head.subarray(8, 16).equals(tableId)) problem = 'index of another table';
+    else if (size > MAX_BYTES) problem = `file is ${size} bytes, larger than an index can be`;
+    if (!problem && (size < 2 * PAGE_SIZE || size % PAGE_SIZE !== 0)) {
+      // Truncated (a copy cut short, a full disk): the whole records before the cut are still good.
+      // A writer grows the file back to whole pages; the lost tail reads as zeros, so replay stops
+      // at the cut. (Growing is safe while others map it; only shrinking is not.)
+      if (!writable) {
+        fs.closeSync(fd);
+        return null;
+      }
+      const whole = Math.max(2 * PAGE_SIZE, Math.ceil(size / PAGE_SIZE) * PAGE_SIZE);
+      if (preallocate) native.preallocate(fd, size, whole - size);
+      else fs.ftruncateSync(fd, whole);
+      problem = `file was truncated to ${size} bytes; records after the cut are lost`;
+      size = whole;
+    } else if (problem) {
       fs.closeSync(fd);
       if (!writable) return null;
       return {
@@ -158,6 +172,7 @@ export class IndexLog {
         records: [],
         reset: true,
         discardedBytes: 0,
+        problem,
       };
     }
     const map = mapRange(fd, 0, size, writable);
@@ -167,6 +182,7 @@ export class IndexLog {
       records,
       reset: false,
       discardedBytes,
+      ...(problem ? { problem } : {}),
     };
   }
 
