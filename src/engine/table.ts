@@ -156,6 +156,7 @@ export class Table {
    */
   open(): void {
     fs.mkdirSync(this.dir, { recursive: true });
+    if (this.o.writable) this.removeStaleTemps();
     const p0 = this.segPath(0);
     let fd: number;
     try {
@@ -189,6 +190,17 @@ export class Table {
     fs.mkdirSync(this.dir, { recursive: true });
     this.create();
     this.rebuilt = true;
+  }
+
+  /**
+   * A writer killed while creating a segment or compacting the index leaves its temp file behind
+   * (`*.tmp-<pid>`, as large as the index). Only the holder of the table's writer lock creates
+   * them, and a writer opens only under that lock, so any found now are dead: remove them.
+   */
+  private removeStaleTemps(): void {
+    for (const name of fs.readdirSync(this.dir)) {
+      if (/\.tmp-\d+$/.test(name)) fs.rmSync(path.join(this.dir, name), { force: true });
+    }
   }
 
   private create(): void {
