@@ -519,3 +519,27 @@ for (const [what, bytes] of FOREIGN) {
     }
   });
 }
+
+test("a killed writer's temp files (segment creation, index compaction) are removed by the next writer", async () => {
+  const storage = await seeded(2);
+  try {
+    const temps = ['index.log.tmp-999999', 'seg-00000.tbl.tmp-999998', 'seg-00001.tbl.tmp-4'];
+    for (const name of temps)
+      fs.writeFileSync(path.join(tableDir(storage), name), randomBytes(3 * PAGE_SIZE));
+    const reader = await open(storage, [], { readOnly: true });
+    await reader.close();
+    for (const name of temps)
+      assert.ok(fs.existsSync(path.join(tableDir(storage), name)), 'readers leave them');
+    const c = await open(storage, []);
+    try {
+      const left = fs.readdirSync(tableDir(storage)).filter((n) => n.includes('.tmp-'));
+      assert.deepEqual(left, []);
+      await assertAllServed(c, KEYS.slice(0, 2));
+      assert.equal(c.stats().formats[0]!.decodes, 0, 'the table itself was untouched');
+    } finally {
+      await c.close();
+    }
+  } finally {
+    rmrf(storage);
+  }
+});
