@@ -1,0 +1,406 @@
+// `npm run bench:http`: pixtable's HTTP hot paths against nginx and against decode-per-request
+// servers, with wrk on loopback. Everything is started here and stopped at the end: pixtable
+// (`pixtable serve`, one process), nginx (temporary prefix and config, one worker, sendfile on),
+// a sharp-per-request server (what imgproxy/thumbor do; node:cluster, one worker per core) and
+// nginx's image_filter module. Each ratio comes from one run in which both sides are measured back
+// to back; the table reports the median of BENCH_RUNS runs (default 3).
+//
+// Environment: BENCH_SECONDS (per measurement, default 5), BENCH_RUNS (default 3),
+// BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp directory, BENCH_ONLY=regex picks
+// comparisons by name, BENCH_PIXTABLE_ENV="A=1 B=2" adds settings to pixtable's environment.
+// Needs Debian packages wrk, nginx, libnginx-mod-http-image-filter.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import cluster from 'node:cluster';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+
+// ---- decode-per-request server (child mode) --------------------------------------------------
+// `node dist/bench/http.js --decode-server PORT FILE`: every request reads and decodes the source
+// and encodes a 256×256 WebP, like an on-the-fly image proxy without a cache.
+interface WrkResult {
+  rps: number;
+  requests: number;
+  non2xx: number;
+  errors: string;
+  p50: string;
+  p99: string;
+}
+
+function need(cmd: string, pkg: string): void {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`]);
+  if (r.status !== 0) {
+    console.error(`bench:http needs ${cmd}: apt-get install -y ${pkg}`);
+    process.exit(2);
+  }
+}
+
+function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS): WrkResult {
+  const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
+  const out = r.stdout;
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 'NaN');
+  const res: WrkResult = {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    requests: num(/(\d+) requests in/),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
+    errors: /Socket errors: (.*)/.exec(out)?.[1] ?? '',
+    p50: /\s50%\s+(\S+)/.exec(out)?.[1] ?? '?',
+    p99: /\s99%\s+(\S+)/.exec(out)?.[1] ?? '?',
+  };
+  // A fast error page would make any ratio meaningless: refuse to report one.
+  if (res.non2xx > 0 || !(res.requests > 0))
+    throw new Error(`${url}: ${res.non2xx} non-2xx of ${res.requests}\n${out}`);
+  return res;
+}
+
+async function waitFor(url: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > end) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = http.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+async function main(): Promise<void> {
+  need('wrk', 'wrk');
+  need('nginx', 'nginx libnginx-mod-http-image-filter');
+  const moduleSo = ['/usr/lib/nginx/modules/ngx_http_image_filter_module.so'].find((p) => fs.existsSync(p));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pixtable-bench-'));
+  // nginx started by root drops its worker to `nobody`, which must be able to read the files
+  fs.chmodSync(dir, 0o755);
+  const children: ChildProcess[] = [];
+  const stopAll = () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  };
+  process.on('SIGINT', () => {
+    stopAll();
+    process.exit(130);
+  });
+  try {
+    const load0 = os.loadavg()[0]!.toFixed(2);
+    console.log(
+      `pixtable bench:http — ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ` +
+        `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs; wrk shares the cores with the servers; load average at start ${load0}`,
+    );
+
+    // A 6 MP source, as in the issue's image_filter measurement; noise keeps the JPEG realistic.
+    const source = path.join(dir, 'source.jpg');
+    await sharp({
+      create: {
+        width: 3000,
+        height: 2000,
+        channels: 3,
+        background: '#808080',
+        noise: { type: 'gaussian', mean: 128, sigma: 40 },
+      },
+    })
+      .blur(0.7)
+      .jpeg({ quality: 85 })
+      .toFile(source);
+
+    // ---- pixtable ----
+    const port = await freePort();
+    const storage = path.join(dir, 'storage');
+    const base = `http://127.0.0.1:${port}`;
+    const formats = JSON.stringify([
+      { name: 'bench-256', width: 256, height: 256, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
+      { name: 'bench-64', width: 64, height: 64, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
+    ]);
+    const pixtable = async (p: number, extra: Record<string, string>) => {
+      const child = spawn(process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
+        env: {
+          ...process.env,
+          PORT: String(p),
+          HOST: '127.0.0.1',
+          PIXTABLE_STORAGE: storage,
+          PIXTABLE_FORMATS: formats,
+          // nginx below runs with access_log off; the same for us
+          PIXTABLE_LOG_REQUESTS: 'false',
+          PIXTABLE_LOG_LEVEL: 'warn',
+          ...extra,
+          ...Object.fromEntries(
+            (process.env.BENCH_PIXTABLE_ENV ?? '')
+              .split(/\s+/)
+              .filter((kv) => kv.includes('='))
+              .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+          ),
+        },
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
+      children.push(child);
+      await waitFor(`http://127.0.0.1:${p}/readyz`);
+    };
+    await pixtable(port, {});
+    const put = await fetch(`${base}/v1/sources/bench/source.jpg`, {
+      method: 'PUT',
+      body: fs.readFileSync(source),
+    });
+    if (put.status !== 201) throw new Error(`upload failed: ${put.status} ${await put.text()}`);
+    const raw256 = `${base}/v1/pixels/bench-256/bench/source.jpg`;
+    const raw64 = `${base}/v1/pixels/bench-64/bench/source.jpg`;
+    const thumb = `${base}/v1/thumbnails/bench-256/bench/source.jpg?type=webp`;
+    const bytes = async (u: string) => Buffer.from(await (await fetch(u)).arrayBuffer());
+
+    // ---- nginx, serving the very same bytes ----
+    const ngx = path.join(dir, 'nginx');
+    const html = path.join(ngx, 'html');
+    fs.mkdirSync(path.join(ngx, 'logs'), { recursive: true });
+    fs.mkdirSync(path.join(ngx, 'tmp'), { recursive: true });
+    fs.mkdirSync(html, { recursive: true });
+    const e256 = await bytes(raw256);
+    const e64 = await bytes(raw64);
+    const webp = await bytes(thumb);
+    if (e256.length !== 256 * 1024 || e64.length !== 16 * 1024) throw new Error('unexpected entry sizes');
+    fs.writeFileSync(path.join(html, 'e256'), e256);
+    fs.writeFileSync(path.join(html, 'e64'), e64);
+    fs.writeFileSync(path.join(html, 'thumb.webp'), webp);
+    fs.copyFileSync(source, path.join(html, 'source.jpg'));
+    const nport = await freePort();
+    const conf = path.join(ngx, 'nginx.conf');
+    const tmp = path.join(ngx, 'tmp');
+    fs.writeFileSync(
+      conf,
+      `${moduleSo ? `load_module ${moduleSo};` : ''}
+worker_processes 1;
+daemon off;
+pid ${ngx}/nginx.pid;
+error_log ${ngx}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path ${tmp}; proxy_temp_path ${tmp}; fastcgi_temp_path ${tmp}; uwsgi_temp_path ${tmp}; scgi_temp_path ${tmp};
+  server {
+    listen 127.0.0.1:${nport};
+    root ${html};
+    location /crop/ {
+      alias ${html}/;
+      ${moduleSo ? 'image_filter crop 256 256; image_filter_buffer 64M; image_filter_jpeg_quality 80;' : 'return 501;'}
+    }
+  }
+}
+`,
+    );
+    const nginx = spawn('nginx', ['-p', ngx, '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
+    children.push(nginx);
+    const nbase = `http://127.0.0.1:${nport}`;
+    await waitFor(`${nbase}/e64`);
+
+    // ---- decode-per-request server ----
+    const dport = await freePort();
+    const decoder = spawn(
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--decode-server', String(dport), source],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
+    children.push(decoder);
+    const dbase = `http://127.0.0.1:${dport}`;
+    await waitFor(`${dbase}/`);
+
+    // A second pixtable process on the same storage, read-only (no writer lock, shares the page
+    // cache) and without per-hit revalidation of the source file (a stat per request): what a
+    // fleet of readers in front of one writer looks like, and the cost of revalidation.
+    const rport = await freePort();
+    await pixtable(rport, { PIXTABLE_READ_ONLY: 'true', PIXTABLE_REVALIDATE: 'false' });
+    const rbase = `http://127.0.0.1:${rport}`;
+    const ro256 = `${rbase}/v1/pixels/bench-256/bench/source.jpg`;
+    const ro64 = `${rbase}/v1/pixels/bench-64/bench/source.jpg`;
+
+    // warm every path once (first hits map chunks and fill the encoded-thumbnail cache)
+    for (const u of [raw256, raw64, thumb, ro256, ro64, `${nbase}/e256`, `${nbase}/thumb.webp`]) wrk(u, 4, 1);
+
+    interface Pair {
+      name: string;
+      ours: string;
+      theirs: string;
+      against: string;
+      target: number;
+      /** decode-per-request sides are slow: fewer connections keep queues short */
+      theirConnections?: number;
+    }
+    const pairs: Pair[] = [
+      {
+        name: 'raw 256x256 rgba8 (256 KiB)',
+        ours: raw256,
+        theirs: `${nbase}/e256`,
+        against: 'nginx static, sendfile',
+        target: 1.0,
+      },
+      {
+        name: 'raw 64x64 rgba8 (16 KiB)',
+        ours: raw64,
+        theirs: `${nbase}/e64`,
+        against: 'nginx static, sendfile',
+        target: 0.7,
+      },
+      {
+        name: 'raw 256 KiB, 2nd process: read-only, no revalidate',
+        ours: ro256,
+        theirs: `${nbase}/e256`,
+        against: 'nginx static, sendfile',
+        target: 1.0,
+      },
+      {
+        name: 'raw 16 KiB, 2nd process: read-only, no revalidate',
+        ours: ro64,
+        theirs: `${nbase}/e64`,
+        against: 'nginx static, sendfile',
+        target: 0.7,
+      },
+      {
+        name: `thumbnail hit, WebP (${webp.length} B)`,
+        ours: thumb,
+        theirs: `${nbase}/thumb.webp`,
+        against: 'nginx static, same bytes',
+        target: 0.7,
+      },
+      {
+        name: 'thumbnail hit, WebP',
+        ours: thumb,
+        theirs: `${dbase}/`,
+        against: 'sharp per request (2 workers)',
+        target: 100,
+        theirConnections: 4,
+      },
+      ...(moduleSo
+        ? [
+            {
+              name: 'thumbnail hit, WebP',
+              ours: thumb,
+              theirs: `${nbase}/crop/source.jpg`,
+              against: 'nginx image_filter crop',
+              target: 100,
+              theirConnections: 4,
+            },
+          ]
+        : []),
+    ];
+    const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined;
+    if (only) pairs.splice(0, pairs.length, ...pairs.filter((p) => only.test(`${p.name} vs ${p.against}`)));
+    const results = new Map<Pair, { ours: number[]; theirs: number[]; ratio: number[] }>();
+    for (const p of pairs) results.set(p, { ours: [], theirs: [], ratio: [] });
+    for (let run = 0; run < RUNS; run++) {
+      for (const p of pairs) {
+        // alternate which side goes first so a drift in machine load does not favour one side
+        const first = run % 2 === 0;
+        const a = first ? wrk(p.ours) : wrk(p.theirs, p.theirConnections);
+        const b = first ? wrk(p.theirs, p.theirConnections) : wrk(p.ours);
+        const ours = first ? a : b;
+        const theirs = first ? b : a;
+        const r = results.get(p)!;
+        r.ours.push(ours.rps);
+        r.theirs.push(theirs.rps);
+        r.ratio.push(ours.rps / theirs.rps);
+        console.log(
+          `run ${run + 1} ${p.name} vs ${p.against}: ${ours.rps.toFixed(0)} vs ${theirs.rps.toFixed(0)} req/s ` +
+            `= ${(ours.rps / theirs.rps).toFixed(2)}x (p99 ${ours.p99} vs ${theirs.p99})`,
+        );
+      }
+    }
+
+    const rows = pairs.map((p) => {
+      const r = results.get(p)!;
+      const ratio = median(r.ratio);
+      return [
+        p.name,
+        p.against,
+        median(r.ours).toFixed(0),
+        median(r.theirs).toFixed(0),
+        `${ratio.toFixed(2)}x`,
+        `${Math.min(...r.ratio).toFixed(2)}–${Math.max(...r.ratio).toFixed(2)}`,
+        `>= ${p.target}x`,
+        ratio >= p.target ? 'yes' : 'NO',
+      ];
+    });
+    const head = [
+      'pixtable path',
+      'against',
+      'pixtable req/s',
+      'other req/s',
+      'ratio (median)',
+      'range',
+      'target',
+      'met',
+    ];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+    console.log(
+      `\n${line(head)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.map(line).join('\n')}`,
+    );
+    console.log(
+      `\nload average at end ${os.loadavg()[0]!.toFixed(2)}; medians of ${RUNS} runs, each ratio from one run.`,
+    );
+  } finally {
+    stopAll();
+    await new Promise((r) => setTimeout(r, 300));
+    if (process.env.BENCH_KEEP) console.log(`kept ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--decode-server') {
+  const port = Number(process.argv[3]);
+  const file = process.argv[4] as string;
+  if (cluster.isPrimary) {
+    for (let i = 0; i < os.availableParallelism(); i++) cluster.fork();
+  } else {
+    http
+      .createServer((_req, res) => {
+        sharp(file)
+          .resize(256, 256, { fit: 'cover' })
+          .webp({ quality: 80 })
+          .toBuffer()
+          .then(
+            (b) => {
+              res.writeHead(200, { 'Content-Type': 'image/webp', 'Content-Length': b.length });
+              res.end(b);
+            },
+            (e: Error) => {
+              res.writeHead(500);
+              res.end(e.message);
+            },
+          );
+      })
+      .listen(port, '127.0.0.1');
+  }
+} else {
+  await main();
+}
