@@ -351,10 +351,14 @@ test(NAME, { timeout: 180_000 }, async (t) => {
     ms.reopen += t2 - t1;
     ms.gets += Date.now() - t2;
   }
+  const uploadTemps = fs.existsSync(path.join(storage, 'sources', '.tmp'))
+    ? fs.readdirSync(path.join(storage, 'sources', '.tmp')).length
+    : 0;
   t.diagnostic(
     `seed ${seed}: rounds with completed writes ${roundsWithWrites}/${ROUNDS}, torn entries detected ${tornDetected}, ` +
       `index tail discards ${indexDiscards}, survivor checks ${survivorsChecked}, ` +
-      `temp files of killed writers removed on reopen ${tempsLeft}; ms ${JSON.stringify(ms)}`,
+      `temp files of killed writers removed on reopen ${tempsLeft}, ` +
+      `upload temp files left in sources/.tmp ${uploadTemps}; ms ${JSON.stringify(ms)}`,
   );
   // The kills must land while the child is writing, or the test proves nothing.
   assert.ok(roundsWithWrites >= ROUNDS / 3, `only ${roundsWithWrites} rounds reached a write`);
