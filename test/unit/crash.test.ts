@@ -2,8 +2,9 @@
 // moments, round after round on the same storage. After each kill the storage is reopened and:
 //  - every entry the index serves holds whole pixels of a source of that very key (no torn or
 //    mixed entry is ever served), with the real size that source decodes to;
-//  - verify() finds at most the one entry that was being written when the kill landed, and that
-//    entry is dropped, not served;
+//  - verify() finds at most one damaged entry per format (the write the kill interrupted; the
+//    formats of a put are written concurrently), and it is dropped, never served;
+//  - temp files of an interrupted segment creation or compaction are gone;
 //  - every write the child saw complete survives, unless enough later writes evicted it (a killed
 //    process never loses acknowledged data, in any sync mode);
 //  - a revalidating get of every key returns the pixels of the source now on disk, re-decoding
