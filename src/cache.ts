@@ -158,6 +158,38 @@ function resolveOptions(o: OpenOptions): Resolved {
 }
 
 const RACY_MS = 2000;
+/** An upload temp file older than this is abandoned even if its pid is alive again (pid reuse). */
+const STALE_UPLOAD_MS = 60 * 60 * 1000;
+
+/**
+ * Removes upload temp files (`sources/.tmp/<pid>-<ms>-<rand>`) left by writers that died mid-put:
+ * those whose process is gone, or that are older than an hour. A live writer of other formats may
+ * share sources/, so a recent file of a running process is left alone.
+ */
+async function removeStaleUploads(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch {
+    return;
+  }
+  const now = Date.now();
+  for (const name of names) {
+    const [pidText, msText] = name.split('-');
+    const pid = Number(pidText);
+    const born = Number(msText);
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = true;
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive || !Number.isFinite(born) || now - born > STALE_UPLOAD_MS) {
+      await fs.promises.rm(path.join(dir, name), { force: true });
+    }
+  }
+}
 
 function fingerprint(bytes: Buffer | string): Buffer {
   return createHash('sha256').update(bytes).digest().subarray(0, 16);
@@ -286,6 +318,7 @@ export class ImageCache {
       root = sources;
     }
     const cache = new ImageCache(o, root);
+    if (!o.readOnly) await removeStaleUploads(path.join(root, '.tmp'));
     try {
       for (const f of o.formats) await cache.openFormat(f);
     } catch (e) {

@@ -64,6 +64,11 @@ export interface OpenOptions {
  * of a `using` block) the buffers still point at mapped memory (they keep the mapping alive and
  * never fault), but the slot may be reused for another image at any time: copy what you need to
  * keep first. Treat the buffers as read-only; writing into them corrupts the cache entry.
+ *
+ * Pins are per process. In a `readOnly` cache (a second process beside the writer), a hit checks
+ * that the entry still holds the generation it verified, but the writer does not see this
+ * process's pins: a view held there may see its slot recycled. Such readers should copy the
+ * pixels they keep, or re-`get`.
  */
 export interface ImageView extends Disposable {
   readonly format: string;

@@ -361,6 +361,7 @@ test(NAME, { timeout: 180_000 }, async (t) => {
       `temp files of killed writers removed on reopen ${tempsLeft}, ` +
       `upload temp files left in sources/.tmp ${uploadTemps}; ms ${JSON.stringify(ms)}`,
   );
+  assert.equal(uploadTemps, 0, 'upload temp files of killed writers are removed when a writer reopens');
   // The kills must land while the child is writing, or the test proves nothing.
   assert.ok(roundsWithWrites >= ROUNDS / 3, `only ${roundsWithWrites} rounds reached a write`);
   assert.ok(survivorsChecked > 0, 'no acknowledged write was checked');
