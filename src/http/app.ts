@@ -31,6 +31,7 @@ import { ThumbCache, deriveEtag, etagMatches, type EncodedThumb } from './thumbc
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
+import { makeDrainable } from './drain.js';
 
 export interface BuildOptions {
   cache: PixelCache;
@@ -147,11 +148,13 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
           ),
         },
         (req, res) => {
+          if (drain.draining) res.shouldKeepAlive = false;
           // Hits of the hot routes are answered here, before fastify builds request/reply
           // objects and runs its router (see fast.path); everything else goes to fastify.
           if (fast.path === undefined || !fast.path(req, res)) handler(req, res);
         },
       );
+      const drain = makeDrainable(server);
       // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
       server.setTimeout(config.idleTimeoutMs);
       return server;
@@ -159,6 +162,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     // While draining, requests on open keep-alive connections are still answered (with
     // Connection: close) instead of fastify's own 503 body; new decodes are refused (SHUTTING_DOWN).
     return503OnClosing: false,
+    // Closing is ours (drain.ts): fastify's idle-connection close would cut slow downloads.
+    forceCloseConnections: false,
     clientErrorHandler: clientError,
     // The router rejects malformed percent-encoding before any handler; answer in our error shape.
     frameworkErrors(error, request, reply) {
