@@ -581,6 +581,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   };
   fast.path = (req, res) => {
     if (!state.ready) return false;
+    const t0 = logRequests ? performance.now() : 0;
     const method = req.method;
     const isHead = method === 'HEAD';
     if (method !== 'GET' && !isHead) return false;
@@ -640,7 +641,10 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       thumbsCounter.inc(isHead, status);
     }
     state.fastResponses++;
-    if (logRequests) log.info({ method, url, status }, 'request');
+    if (logRequests) {
+      const reqId = req.headers['x-request-id'] ?? `f-${state.fastResponses}`;
+      log.info({ reqId, method, url, status, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'request');
+    }
     return true;
   };
 

@@ -1,0 +1,18 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { ENV_VARS } from '../../src/config/env.js';
+
+const doc = fs.readFileSync(new URL('../../../docs/config.md', import.meta.url), 'utf8');
+
+test('docs/config.md has a row for every variable the server reads, and no unknown ones', () => {
+  const rows = new Set([...doc.matchAll(/^\|\s*`([A-Z_]+)`\s*\|/gm)].map((m) => m[1]));
+  assert.deepEqual(
+    ENV_VARS.filter((v) => !rows.has(v)),
+    [],
+  );
+  assert.deepEqual(
+    [...rows].filter((v) => !(ENV_VARS as readonly string[]).includes(v!)),
+    [],
+  );
+});
