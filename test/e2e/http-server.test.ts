@@ -218,3 +218,36 @@ test('the socket fast path and the fastify route answer identically (pixels, thu
   );
   assert.equal(pinned(s), 0);
 });
+
+test('oversized headers get 431 HEADERS_TOO_LARGE and malformed requests 400 BAD_REQUEST, as JSON', async () => {
+  const big = await rawExchange(
+    s.url,
+    `GET /v1/formats HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+  );
+  assert.match(big, /^HTTP\/1\.1 431/);
+  assert.match(big, /"code":"HEADERS_TOO_LARGE"/);
+  const bad = await rawExchange(s.url, 'GARBAGE\r\n\r\n');
+  assert.match(bad, /^HTTP\/1\.1 400/);
+  assert.match(bad, /"code":"BAD_REQUEST"/);
+  assert.equal((await request(s.url, '/v1/formats')).status, 200);
+});
+
+test('a client that stops reading is cut after the idle timeout and its pin released', async () => {
+  const t = await start({ formats: FORMATS, idleTimeoutMs: 300 });
+  try {
+    await request(t.url, '/v1/sources/cat.png', { method: 'PUT', body: await makeImage('png') });
+    const u = new URL(t.url);
+    const req = http.get(
+      { host: u.hostname, port: u.port, path: '/v1/pixels/huge/cat.png', agent: false },
+      (res) => res.pause(),
+    );
+    req.on('error', () => {}); // the server will cut it
+    await until(() => pinned(t) === 1);
+    const t0 = Date.now();
+    await until(() => pinned(t) === 0, 5000);
+    assert.ok(Date.now() - t0 >= 150, 'held while within the timeout');
+    req.destroy();
+  } finally {
+    await t.done();
+  }
+});
