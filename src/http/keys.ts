@@ -14,7 +14,13 @@ function invalid(detail: string): PixtableError {
  * @param rawPath the request target's path part after the route prefix (no leading "/"),
  *   still percent-encoded, without the query string.
  */
+// The common case: plain segments of RFC 3986 path characters without escapes, none "." or "..".
+// Such a key decodes to itself, so the per-segment decoding below is skipped on the hot path.
+const PLAIN_KEY =
+  /^(?!\.\.?(?:\/|$))[A-Za-z0-9!$&'()*+,;=:@._~-]+(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9!$&'()*+,;=:@._~-]+)*$/;
+
 export function decodeKey(rawPath: string): string {
+  if (rawPath.length <= MAX_KEY_BYTES && PLAIN_KEY.test(rawPath)) return rawPath;
   if (rawPath === '') throw invalid('the key is empty');
   const segments = rawPath.split('/');
   const out: string[] = [];

@@ -159,3 +159,23 @@ test('a corrupt source gives 422 CORRUPT_IMAGE and the next request is served', 
   assert.match(errorOf(r.body).code, /CORRUPT_IMAGE|UNSUPPORTED_IMAGE/);
   assert.equal((await f.app.inject('/v1/pixels/small/photos/cat.png')).statusCode, 200);
 });
+
+test('symlinks leading out of sources/ (also to a sibling-prefix directory) are refused', async () => {
+  const { default: fs } = await import('node:fs/promises');
+  const { default: path } = await import('node:path');
+  const sibling = `${f.cache.sourcesDir}-evil`; // "sources-evil": shares the prefix "sources"
+  await fs.mkdir(sibling, { recursive: true });
+  await fs.writeFile(path.join(sibling, 'x.png'), await makeImage('png'));
+  await fs.symlink(sibling, path.join(f.cache.sourcesDir, 'link'));
+  await fs.symlink(path.join(sibling, 'x.png'), path.join(f.cache.sourcesDir, 'file-link.png'));
+  for (const url of [
+    '/v1/pixels/small/link/x.png',
+    '/v1/pixels/small/file-link.png',
+    '/v1/thumbnails/small/link/x.png',
+  ]) {
+    const r = await f.app.inject(url);
+    assert.equal(r.statusCode, 400, url);
+    assert.equal(errorOf(r.body).code, 'INVALID_KEY', url);
+  }
+  await fs.rm(sibling, { recursive: true, force: true });
+});

@@ -114,3 +114,12 @@ test('negotiation: modern types only when named; safe fallback otherwise', () =>
   code(() => chooseType(undefined, 'image/gif', prefs, true), 'NOT_ACCEPTABLE');
   code(() => chooseType(undefined, 'text/html, image/*;q=0', prefs, true), 'NOT_ACCEPTABLE');
 });
+
+test('keys: the plain-key shortcut agrees with full decoding', () => {
+  for (const k of ['a', 'a/b/c.jpg', 'x..y/z', '...', 'a/.../b', "it's (1)+[x]", 'a@b:c;d=e,f!g$h&i*~_-']) {
+    assert.equal(decodeKey(k), k);
+  }
+  for (const bad of ['.', '..', 'a/.', 'a/..', './a', '../a', 'a/./b'])
+    code(() => decodeKey(bad), 'INVALID_KEY');
+  code(() => decodeKey('a'.repeat(1100)), 'INVALID_KEY');
+});
