@@ -128,18 +128,19 @@ export class IndexLog {
     writable: boolean,
     preallocate: boolean,
   ): IndexOpenResult | null {
+    const fresh = (problem?: string): IndexOpenResult => ({
+      log: IndexLog.create(file, tableId, INITIAL_BYTES, [], preallocate),
+      records: [],
+      reset: true,
+      discardedBytes: 0,
+      ...(problem ? { problem } : {}),
+    });
     let fd: number;
     try {
       fd = fs.openSync(file, writable ? 'r+' : 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      if (!writable) return null;
-      return {
-        log: IndexLog.create(file, tableId, INITIAL_BYTES, [], preallocate),
-        records: [],
-        reset: true,
-        discardedBytes: 0,
-      };
+      return writable ? fresh() : null;
     }
     let size = fs.fstatSync(fd).size;
     const head = Buffer.alloc(24);
@@ -166,14 +167,7 @@ export class IndexLog {
       size = whole;
     } else if (problem) {
       fs.closeSync(fd);
-      if (!writable) return null;
-      return {
-        log: IndexLog.create(file, tableId, INITIAL_BYTES, [], preallocate),
-        records: [],
-        reset: true,
-        discardedBytes: 0,
-        problem,
-      };
+      return writable ? fresh(problem) : null;
     }
     const map = mapRange(fd, 0, size, writable);
     const { records, end: pos, discardedBytes } = scan(map, PAGE_SIZE, writable);
