@@ -7,7 +7,10 @@
 //
 // Environment: BENCH_SECONDS (per measurement, default 5), BENCH_RUNS (default 3),
 // BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp directory, BENCH_ONLY=regex picks
-// comparisons by name, BENCH_PIXTABLE_ENV="A=1 B=2" adds settings to pixtable's environment.
+// comparisons by name, BENCH_PIXTABLE_ENV="A=1 B=2" adds settings to pixtable's environment,
+// BENCH_PIN=0 turns CPU pinning off. With taskset and 2+ cores, pixtable and nginx (one process /
+// worker each) run on CPU 0 and wrk on CPU 1, so every server gets the same one core and the load
+// generator never competes with it; the decode-per-request server keeps all cores.
 // Needs Debian packages wrk, nginx, libnginx-mod-http-image-filter.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -23,6 +26,17 @@ const repo = path.resolve(here, '../..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const PIN =
+  process.env.BENCH_PIN !== '0' &&
+  os.availableParallelism() >= 2 &&
+  spawnSync('sh', ['-c', 'command -v taskset']).status === 0;
+/** argv prefix that pins a command to one CPU (or nothing when pinning is off). */
+const onCpu = (cpu: number): string[] => (PIN ? ['taskset', '-c', String(cpu)] : []);
+
+function spawnOn(cpu: number | undefined, cmd: string, args: string[], opts: Parameters<typeof spawn>[2]) {
+  const pre = cpu === undefined ? [] : onCpu(cpu);
+  return pre.length ? spawn(pre[0]!, [...pre.slice(1), cmd, ...args], opts) : spawn(cmd, args, opts);
+}
 
 // ---- decode-per-request server (child mode) --------------------------------------------------
 // `node dist/bench/http.js --decode-server PORT FILE`: every request reads and decodes the source
@@ -113,7 +127,11 @@ async function main(): Promise<void> {
     const load0 = os.loadavg()[0]!.toFixed(2);
     console.log(
       `pixtable bench:http — ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ` +
-        `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs; wrk shares the cores with the servers; load average at start ${load0}`,
+        `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs; ` +
+        (PIN
+          ? 'pixtable and nginx pinned to CPU 0, wrk to CPU 1 (the decode-per-request server uses both)'
+          : 'not pinned: wrk shares the cores with the servers') +
+        `; load average at start ${load0}`,
     );
 
     // A 6 MP source, as in the issue's image_filter measurement; noise keeps the JPEG realistic.
@@ -140,7 +158,7 @@ async function main(): Promise<void> {
       { name: 'bench-64', width: 64, height: 64, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
     ]);
     const pixtable = async (p: number, extra: Record<string, string>) => {
-      const child = spawn(process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
+      const child = spawnOn(0, process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
         env: {
           ...process.env,
           PORT: String(p),
@@ -217,7 +235,7 @@ http {
 }
 `,
     );
-    const nginx = spawn('nginx', ['-p', ngx, '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const nginx = spawnOn(0, 'nginx', ['-p', ngx, '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(nginx);
     const nbase = `http://127.0.0.1:${nport}`;
     await waitFor(`${nbase}/e64`);
