@@ -56,7 +56,11 @@ export class PixtableError extends Error {
   /** Extra machine-readable facts (e.g. `retryAfter` seconds), safe to show to clients. */
   readonly details: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options?: { cause?: unknown; details?: Record<string, unknown> },
+  ) {
     const entry = ERRORS[code];
     super(detail ? `${entry.message}: ${detail}` : entry.message, { cause: options?.cause });
     this.name = 'PixtableError';
