@@ -91,6 +91,7 @@ interface Resolved {
   maxMappedBytes: number;
   lockTimeoutMs: number;
   revalidate: boolean;
+  revalidateMs: number;
   preallocate: boolean;
   maxInputPixels: number;
   maxInputBytes: number;
@@ -145,6 +146,7 @@ function resolveOptions(o: OpenOptions): Resolved {
     maxMappedBytes: num('maxMappedBytes', o.maxMappedBytes, 512 << 20, chunkBytes, Number.MAX_SAFE_INTEGER),
     lockTimeoutMs: num('lockTimeoutMs', o.lockTimeoutMs, 0, 0, 600_000),
     revalidate: bool('revalidate', o.revalidate, true),
+    revalidateMs: num('revalidateMs', o.revalidateMs, 1000, 0, 3_600_000),
     preallocate: bool('preallocate', o.preallocate, true),
     maxInputPixels: num('decode.maxInputPixels', d.maxInputPixels, 50_000_000, 1, 2 ** 40),
     maxInputBytes: num('decode.maxInputBytes', d.maxInputBytes, 50 << 20, 1, 2 ** 31 - 1),
@@ -222,16 +224,14 @@ class EntryView implements ImageView {
     this.bytesPerPixel = f.bytesPerPixel;
     this.pixels = pixels;
     this.generation = st.book.generation[slot]!;
+    // Strings built once per entry (describe()), shared by every view of it.
+    this.sourceFingerprint = st.book.fpHex[slot]!;
+    this.etag = st.book.etag[slot]!;
     st.book.pin(slot);
   }
 
-  get sourceFingerprint(): string {
-    return this.book.sourceFp.toString('hex', this.slot * 16, this.slot * 16 + 16);
-  }
-
-  get etag(): string {
-    return `"${this.sourceFingerprint}-${this.format}-${this.generation}"`;
-  }
+  readonly sourceFingerprint: string;
+  readonly etag: string;
 
   rows(x: number, y: number, w: number, h: number): Buffer[] {
     if (this.released) throw new PixtableError('VIEW_RELEASED');
@@ -490,11 +490,14 @@ export class ImageCache {
     st.book.width[s] = check.width;
     st.book.height[s] = check.height;
     st.table.readSourceFp(s, st.book.sourceFp, s * 16);
+    this.describe(st, s);
     return s;
   }
 
   /** Whether the source still has the stat signature last matched to the entry's fingerprint. */
   private statFresh(st: FormatState, s: number, key: string): boolean | 'gone' {
+    const now = this.o.now();
+    if (now - st.book.checkedAt[s]! < this.o.revalidateMs) return true;
     let stat: fs.Stats;
     try {
       stat = fs.statSync(path.join(this.sourcesDir, key));
@@ -503,7 +506,9 @@ export class ImageCache {
     }
     const sig = st.book.statSig;
     const i = s * 3;
-    return sig[i] === stat.mtimeMs && sig[i + 1] === stat.size && sig[i + 2] === stat.ino;
+    if (sig[i] !== stat.mtimeMs || sig[i + 1] !== stat.size || sig[i + 2] !== stat.ino) return false;
+    st.book.checkedAt[s] = now;
+    return true;
   }
 
   private view(st: FormatState, s: number, key: string): ImageView {
@@ -592,6 +597,14 @@ export class ImageCache {
     st.book.statSig[i] = racy ? -1 : src.mtimeMs;
     st.book.statSig[i + 1] = src.size;
     st.book.statSig[i + 2] = src.ino;
+    st.book.checkedAt[s] = this.o.now();
+  }
+
+  /** Caches the strings every view of slot `s` shares (its sourceFp must be current). */
+  private describe(st: FormatState, s: number): void {
+    const hex = st.book.sourceFp.toString('hex', s * 16, s * 16 + 16);
+    st.book.fpHex[s] = hex;
+    st.book.etag[s] = `"${hex}-${st.format.name}-${st.book.generation[s]}"`;
   }
 
   // ---- miss path -----------------------------------------------------------------------------
@@ -757,6 +770,7 @@ export class ImageCache {
     book.width[slot] = img.width;
     book.height[slot] = img.height;
     src.fp.copy(book.sourceFp, slot * 16);
+    this.describe(st, slot);
     this.setSig(st, slot, src);
     if (this.o.sync === 'always') st.log!.flush();
   }

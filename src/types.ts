@@ -43,8 +43,18 @@ export interface OpenOptions {
   maxMappedBytes?: number;
   /** ms to wait for the writer lock held by another process; 0 fails at once. Default 0. Range 0..600,000. */
   lockTimeoutMs?: number;
-  /** Re-check the source file (stat; hash when it changed) on every hit. Default true. */
+  /**
+   * Re-check that the source file is unchanged (stat; hash when the stat differs) before serving a
+   * hit, so an image replaced on disk is decoded again. Default true. Changes made through this
+   * cache (`put`, `delete`) take effect at once whatever this says.
+   */
   revalidate?: boolean;
+  /**
+   * With `revalidate`: serve a hit without a stat when its source was confirmed unchanged less than
+   * this many ms ago (like nginx's open_file_cache_valid). Default 1000. Range 0 (stat every
+   * hit)..3,600,000.
+   */
+  revalidateMs?: number;
   /** Reserve disk blocks before mapping new chunks (posix_fallocate) so a full disk is ENOSPC, not SIGBUS. Default true. */
   preallocate?: boolean;
   decode?: DecodeLimits;

@@ -355,6 +355,7 @@ export async function openCache(
     readOnly: req.readOnly,
     sync: config.sync,
     revalidate: config.revalidate,
+    ...(config.revalidateMs !== undefined ? { revalidateMs: config.revalidateMs } : {}),
     lockTimeoutMs: Math.round((req.waitSeconds ?? 0) * 1000),
     ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
     decode: {

@@ -39,6 +39,7 @@ export interface ServerConfig {
   sync: SyncMode;
   maxMappedBytes: number | undefined;
   revalidate: boolean;
+  revalidateMs: number | undefined;
   decode: {
     concurrency: number | undefined;
     maxQueue: number | undefined;
@@ -83,6 +84,7 @@ export const ENV_VARS = [
   'PIXTABLE_SYNC',
   'PIXTABLE_MAX_MAPPED_BYTES',
   'PIXTABLE_REVALIDATE',
+  'PIXTABLE_REVALIDATE_MS',
   'PIXTABLE_DECODE_CONCURRENCY',
   'PIXTABLE_DECODE_QUEUE',
   'PIXTABLE_DECODE_TIMEOUT_MS',
@@ -316,6 +318,7 @@ export function loadConfig(
     sync,
     maxMappedBytes: int(env, 'PIXTABLE_MAX_MAPPED_BYTES', 65_536, Number.MAX_SAFE_INTEGER),
     revalidate: bool(env, 'PIXTABLE_REVALIDATE', true),
+    revalidateMs: int(env, 'PIXTABLE_REVALIDATE_MS', 0, 3_600_000),
     decode: {
       concurrency: int(env, 'PIXTABLE_DECODE_CONCURRENCY', 1, 64),
       maxQueue: int(env, 'PIXTABLE_DECODE_QUEUE', 0, 100_000),

@@ -22,6 +22,11 @@ export class SlotBook {
   readonly sourceFp: Buffer;
   /** last source stat seen to match the fingerprint: mtimeMs, size, ino per slot (0 = unknown) */
   readonly statSig: Float64Array;
+  /** when (cache clock, ms) the source was last confirmed unchanged; -Infinity = never */
+  readonly checkedAt: Float64Array;
+  /** hex source fingerprint and ETag per slot, built once when the entry is verified or written */
+  readonly fpHex: (string | undefined)[];
+  readonly etag: (string | undefined)[];
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
   private head = NIL; // least recently used
@@ -43,6 +48,9 @@ export class SlotBook {
     this.height = new Uint32Array(capacity);
     this.sourceFp = Buffer.alloc(capacity * 16);
     this.statSig = new Float64Array(capacity * 3);
+    this.checkedAt = new Float64Array(capacity).fill(-Infinity);
+    this.fpHex = new Array<string | undefined>(capacity);
+    this.etag = new Array<string | undefined>(capacity);
     this.prev = new Int32Array(capacity).fill(NIL);
     this.next = new Int32Array(capacity).fill(NIL);
     this.freeStack = new Int32Array(capacity);
@@ -86,6 +94,7 @@ export class SlotBook {
     this.generation[s] = generation;
     this.verified[s] = 0;
     this.statSig.fill(0, s * 3, s * 3 + 3);
+    this.checkedAt[s] = -Infinity;
     if (s >= this.highWater) this.highWater = s + 1;
     this.unlink(s);
     this.append(s);

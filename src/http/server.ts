@@ -34,6 +34,7 @@ export async function startServer(
     readOnly: config.readOnly,
     sync: config.sync,
     revalidate: config.revalidate,
+    ...(config.revalidateMs !== undefined ? { revalidateMs: config.revalidateMs } : {}),
     ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
     decode: {
       maxInputBytes: config.maxUploadBytes,

@@ -165,24 +165,53 @@ test('concurrent gets of one missing key decode once', async () => {
 });
 
 test('a source changed on disk is decoded again; a deleted one is purged', async () => {
-  await withCache(SMALL, async (cache) => {
-    const file = path.join(cache.sourcesDir, 'c.png');
-    fs.writeFileSync(file, await solidPng(20, 20, [10, 20, 30]));
-    const a = await cache.get('s', 'c.png');
-    assert.deepEqual(firstPixel(a), [10, 20, 30, 255]);
-    a.release();
-    fs.writeFileSync(file, await solidPng(20, 20, [90, 80, 70]));
-    using b = await cache.get('s', 'c.png');
-    assert.deepEqual(firstPixel(b), [90, 80, 70, 255]);
-    assert.equal(cache.stats().formats[0]!.decodes, 2);
-    // Same bytes rewritten (new mtime): hashed, found identical, no decode.
-    fs.writeFileSync(file, fs.readFileSync(file));
-    (await cache.get('s', 'c.png')).release();
-    assert.equal(cache.stats().formats[0]!.decodes, 2);
-    fs.unlinkSync(file);
-    await assert.rejects(cache.get('s', 'c.png'), { code: 'SOURCE_NOT_FOUND' });
-    assert.ok(!cache.has('s', 'c.png'));
-  });
+  await withCache(
+    SMALL,
+    async (cache) => {
+      const file = path.join(cache.sourcesDir, 'c.png');
+      fs.writeFileSync(file, await solidPng(20, 20, [10, 20, 30]));
+      const a = await cache.get('s', 'c.png');
+      assert.deepEqual(firstPixel(a), [10, 20, 30, 255]);
+      a.release();
+      fs.writeFileSync(file, await solidPng(20, 20, [90, 80, 70]));
+      using b = await cache.get('s', 'c.png');
+      assert.deepEqual(firstPixel(b), [90, 80, 70, 255]);
+      assert.equal(cache.stats().formats[0]!.decodes, 2);
+      // Same bytes rewritten (new mtime): hashed, found identical, no decode.
+      fs.writeFileSync(file, fs.readFileSync(file));
+      (await cache.get('s', 'c.png')).release();
+      assert.equal(cache.stats().formats[0]!.decodes, 2);
+      fs.unlinkSync(file);
+      await assert.rejects(cache.get('s', 'c.png'), { code: 'SOURCE_NOT_FOUND' });
+      assert.ok(!cache.has('s', 'c.png'));
+    },
+    { revalidateMs: 0 },
+  );
+});
+
+test('revalidateMs bounds source checks to one per interval per entry', async () => {
+  let clock = 0;
+  await withCache(
+    SMALL,
+    async (cache) => {
+      const file = path.join(cache.sourcesDir, 'r.png');
+      fs.writeFileSync(file, await solidPng(20, 20, [10, 20, 30]));
+      (await cache.get('s', 'r.png')).release();
+      fs.writeFileSync(file, await solidPng(20, 20, [200, 100, 50]));
+      clock += 4_999;
+      using stale = await cache.get('s', 'r.png');
+      assert.deepEqual(
+        firstPixel(stale),
+        [10, 20, 30, 255],
+        'within the interval the source is not looked at',
+      );
+      clock += 1;
+      using fresh = await cache.get('s', 'r.png');
+      assert.deepEqual(firstPixel(fresh), [200, 100, 50, 255], 'after it, the change is noticed');
+      assert.equal(cache.stats().formats[0]!.decodes, 2);
+    },
+    { revalidateMs: 5_000, now: () => clock },
+  );
 });
 
 test('delete removes the source and purges every format', async () => {
