@@ -366,7 +366,39 @@ async function load() {
   }
 }
 
+/**
+ * Uploads the chosen files with PUT /v1/sources/<file name> (the server decodes each before it
+ * stores anything), reports each result, then reloads the gallery.
+ */
+async function upload(files) {
+  const results = [];
+  for (const file of files) {
+    setStatus(`Uploading ${file.name}…`);
+    const t0 = performance.now();
+    try {
+      const res = await fetch(`/v1/sources/${keyPath(file.name)}`, { method: 'PUT', body: file });
+      const body = await res.json().catch(() => ({}));
+      const ms = (performance.now() - t0).toFixed(0);
+      results.push(
+        res.ok
+          ? `${file.name}: stored (${body.width}×${body.height}, ${ms} ms)`
+          : `${file.name}: ${body.error?.code ?? res.status} — ${body.error?.message ?? res.statusText}`,
+      );
+    } catch (e) {
+      results.push(`${file.name}: ${e.message ?? e}`);
+    }
+  }
+  await load();
+  setStatus(results.join('; '));
+  document.body.dataset.uploaded = String(Number(document.body.dataset.uploaded ?? 0) + 1);
+}
+
 function start() {
+  $('upload').addEventListener('change', (e) => {
+    const files = [...e.target.files];
+    e.target.value = '';
+    if (files.length) upload(files);
+  });
   $('gallery-format').addEventListener('change', renderGallery);
   $('viewer-format').addEventListener('change', () => {
     const key = $('viewer').dataset.key;

@@ -290,4 +290,32 @@ describe('web page in Chromium', { skip }, () => {
     await page.waitForSelector('#viewer[data-state="error"]', { timeout: 10_000 });
     assert.match((await page.textContent('#viewer-summary')) ?? '', /^Failed: HEAD .*: 404/);
   });
+
+  it('"Add images" uploads through PUT; the gallery shows the new image and a broken file its error', async () => {
+    const png = await card(500, 300, 200, 'new');
+    await page.setInputFiles('#upload', [
+      { name: 'new upload.png', mimeType: 'image/png', buffer: png },
+      { name: 'broken.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a jpeg at all') },
+    ]);
+    await page.waitForSelector('body[data-uploaded="1"]', { timeout: 30_000 });
+    const status = (await page.textContent('#status')) ?? '';
+    assert.match(status, /new upload\.png: stored \(500×300, \d+ ms\)/);
+    assert.match(status, /broken\.jpg: UNSUPPORTED_IMAGE — /);
+    assert.deepEqual(
+      await page.$$eval('#gallery figure.thumb', (f) => f.map((x) => x.dataset.key)),
+      [...keys, 'new upload.png'].sort(),
+    );
+    assert.ok(fs.readFileSync(path.join(cache.sourcesDir, 'new upload.png')).equals(png), 'stored as sent');
+    assert.ok(!fs.existsSync(path.join(cache.sourcesDir, 'broken.jpg')), 'the broken file was not stored');
+    await page.waitForFunction(
+      () => {
+        const img = document.querySelector<HTMLImageElement>(
+          '#gallery figure[data-key="new upload.png"] img',
+        );
+        return img !== null && img.complete && img.naturalWidth > 0;
+      },
+      undefined,
+      { timeout: 15_000 },
+    );
+  });
 });
