@@ -253,6 +253,23 @@ http {
     const dbase = `http://127.0.0.1:${dport}`;
     await waitFor(`${dbase}/`);
 
+    // ---- a bare node:http handler (reference, not a target) ----
+    // The same 16 KiB body and the same headers from a plain http.createServer handler on the same
+    // CPU: the ceiling any Node server with http.ServerResponse reaches here, to read the 16 KiB
+    // ratio against.
+    const bport = await freePort();
+    const bare = spawnOn(
+      0,
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--bare-server', String(bport), path.join(html, 'e64')],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
+    children.push(bare);
+    const bbase = `http://127.0.0.1:${bport}`;
+    await waitFor(`${bbase}/`);
+
     // A second pixtable process on the same storage, read-only (no writer lock, shares the page
     // cache) and without per-hit revalidation of the source file (a stat per request): what a
     // fleet of readers in front of one writer looks like, and the cost of revalidation.
@@ -275,6 +292,8 @@ http {
       target: number;
       /** decode-per-request sides are slow: fewer connections keep queues short */
       theirConnections?: number;
+      /** a reference measurement, not a pixtable path: no target */
+      reference?: boolean;
     }
     const pairs: Pair[] = [
       {
@@ -290,6 +309,22 @@ http {
         theirs: `${nbase}/e64`,
         against: 'nginx static, sendfile',
         target: 0.7,
+      },
+      {
+        name: 'reference: bare node:http handler, same 16 KiB + headers',
+        ours: `${bbase}/`,
+        theirs: `${nbase}/e64`,
+        against: 'nginx static, sendfile',
+        target: 0,
+        reference: true,
+      },
+      {
+        name: 'raw 16 KiB',
+        ours: raw64,
+        theirs: `${bbase}/`,
+        against: 'bare node:http handler (reference)',
+        target: 0,
+        reference: true,
       },
       {
         name: 'raw 256 KiB, 2nd process: read-only, no revalidate',
@@ -373,8 +408,8 @@ http {
         median(r.theirs).toFixed(0),
         `${ratio.toFixed(2)}x`,
         `${Math.min(...r.ratio).toFixed(2)}–${Math.max(...r.ratio).toFixed(2)}`,
-        `>= ${p.target}x`,
-        ratio >= p.target ? 'yes' : 'NO',
+        p.reference ? '-' : `>= ${p.target}x`,
+        p.reference ? '-' : ratio >= p.target ? 'yes' : 'NO',
       ];
     });
     const head = [
@@ -403,7 +438,35 @@ http {
   }
 }
 
-if (process.argv[2] === '--decode-server') {
+if (process.argv[2] === '--bare-server') {
+  const body = fs.readFileSync(process.argv[4] as string);
+  const headers = [
+    'Content-Type',
+    'application/octet-stream',
+    'Content-Length',
+    String(body.length),
+    'ETag',
+    '"0123456789abcdef0123456789abcdef-bench-64-1"',
+    'Cache-Control',
+    'public, max-age=31536000, immutable',
+    'Accept-Ranges',
+    'bytes',
+    'X-Image-Width',
+    '64',
+    'X-Image-Height',
+    '64',
+    'X-Row-Stride',
+    '256',
+    'X-Pixel-Format',
+    'rgba8',
+  ];
+  http
+    .createServer((_req, res) => {
+      res.writeHead(200, headers);
+      res.end(body);
+    })
+    .listen(Number(process.argv[3]), '127.0.0.1');
+} else if (process.argv[2] === '--decode-server') {
   const port = Number(process.argv[3]);
   const file = process.argv[4] as string;
   if (cluster.isPrimary) {
