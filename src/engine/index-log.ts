@@ -277,16 +277,6 @@ export class IndexLog {
     await new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
   }
 
-  /** Identity of the file on disk, so read-only openers can tell when a writer appended or compacted. */
-  static signature(file: string): string {
-    try {
-      const s = fs.statSync(file);
-      return `${s.ino}:${s.size}:${s.mtimeMs}`;
-    } catch {
-      return 'missing';
-    }
-  }
-
   /**
    * Read-only openers: records a writer appended since the last look, or null when the writer
    * grew or compacted the log (a new file): then the caller replays from scratch.

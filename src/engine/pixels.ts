@@ -1,18 +1,7 @@
 // Pixel layout conversions. Decoded output from libvips is tightly packed RGBA, RGB or gray; an
-// entry wants the format's layout at the format's stride. `writeEntryPixels` does conversion and
-// placement in one pass straight into the mapping: that pass is the only copy on ingest.
+// entry wants the format's layout. `convertInPlace` converts inside the decoder's own buffer, and
+// the table writes it at the format's stride with one gathered pwritev: the only copy on ingest.
 import type { PixelFormat } from '../formats.js';
-
-/** Channels libvips must deliver for each pixel format before `writeEntryPixels` runs. */
-export const DECODE_CHANNELS: Readonly<Record<PixelFormat, 1 | 3 | 4>> = {
-  rgba8: 4,
-  'rgba8-premultiplied': 4,
-  'bgra8-premultiplied': 4,
-  rgbx8: 4,
-  rgb8: 3,
-  gray8: 1,
-  rgb565: 3,
-};
 
 // (c * a + 127) / 255 rounded, computed exactly as ((t + 128) + ((t + 128) >> 8)) >> 8 with t = c*a.
 function mul255(c: number, a: number): number {
@@ -59,7 +48,7 @@ const CONVERTERS: Readonly<Record<PixelFormat, Converter>> = {
 };
 
 /**
- * Converts a tightly packed decoded image (DECODE_CHANNELS[pf] channels per pixel) to `pf` in
+ * Converts a tightly packed decoded image (RGBA, RGB or gray as the decode layout of `pf` delivers) to `pf` in
  * place and returns the tightly packed result (width × bytesPerPixel per row). The decoder's own
  * output buffer is reused: conversion adds no copy.
  */
