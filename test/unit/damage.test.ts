@@ -119,6 +119,18 @@ function indexRecords(storage: string): { pos: number; key: string }[] {
 }
 
 /** get every key: each must return its own colour at the format's full geometry. */
+/** What the repaired storage must do for the next process: serve every key, decoding nothing, clean. */
+async function assertReopenServesWithoutDecoding(storage: string): Promise<void> {
+  const again = await open(storage, []);
+  try {
+    await assertAllServed(again);
+    assert.equal(again.stats().formats[0]!.decodes, 0);
+    assert.deepEqual(await again.verify(), []);
+  } finally {
+    await again.close();
+  }
+}
+
 async function assertAllServed(c: ImageCache, keys = KEYS, name = FMT.name): Promise<void> {
   for (const key of keys) {
     using v = await c.get(name, key);
@@ -158,13 +170,7 @@ test('flipped bytes in pixels, row padding or trailer: entry dropped, decoded ag
       await c.close();
     }
     // The re-decoded entries were written back: the next process hits them.
-    const again = await open(storage, []);
-    try {
-      await assertAllServed(again);
-      assert.equal(again.stats().formats[0]!.decodes, 0);
-    } finally {
-      await again.close();
-    }
+    await assertReopenServesWithoutDecoding(storage);
   } finally {
     rmrf(storage);
   }
@@ -306,14 +312,8 @@ test('a flipped byte in an index record: replay keeps the records before it, lat
     } finally {
       await c.close();
     }
-    const again = await open(storage, []);
-    try {
-      await assertAllServed(again);
-      assert.equal(again.stats().formats[0]!.decodes, 0, 'the cut tail was zeroed and new records replay');
-      assert.deepEqual(await again.verify(), []);
-    } finally {
-      await again.close();
-    }
+    // the cut tail was zeroed and new records replay
+    await assertReopenServesWithoutDecoding(storage);
   } finally {
     rmrf(storage);
   }
@@ -358,13 +358,7 @@ test('an index truncated mid-record: replay keeps the whole records before the c
     } finally {
       await c.close();
     }
-    const again = await open(storage, []);
-    try {
-      await assertAllServed(again);
-      assert.equal(again.stats().formats[0]!.decodes, 0);
-    } finally {
-      await again.close();
-    }
+    await assertReopenServesWithoutDecoding(storage);
   } finally {
     rmrf(storage);
   }
