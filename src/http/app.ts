@@ -329,30 +329,48 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   // Whole-entry header lists by ETag: an entry's headers never change while its ETag stays, so
   // hits reuse one array (Node only reads it) instead of building 18 strings per response.
   const wholeHeaders = new LRUCache<string, string[]>({ max: 4096 });
+  /** The headers of every raw response (whole entry, rectangle or range); one list for both paths. */
+  function rawHeaders(
+    length: string,
+    etag: string,
+    width: string,
+    height: string,
+    stride: string,
+    pixelFormat: string,
+  ): string[] {
+    return [
+      'Content-Type',
+      'application/octet-stream',
+      'Content-Length',
+      length,
+      'ETag',
+      etag,
+      'Cache-Control',
+      cacheControl,
+      'Accept-Ranges',
+      'bytes',
+      'X-Image-Width',
+      width,
+      'X-Image-Height',
+      height,
+      'X-Row-Stride',
+      stride,
+      'X-Pixel-Format',
+      pixelFormat,
+      ...cors,
+    ];
+  }
   function writeWhole(res: http.ServerResponse, view: ImageView, etag: string): void {
     let headers = wholeHeaders.get(etag);
     if (headers === undefined) {
-      headers = [
-        'Content-Type',
-        'application/octet-stream',
-        'Content-Length',
+      headers = rawHeaders(
         String(view.pixels.length),
-        'ETag',
         etag,
-        'Cache-Control',
-        cacheControl,
-        'Accept-Ranges',
-        'bytes',
-        'X-Image-Width',
         String(view.width),
-        'X-Image-Height',
         String(view.height),
-        'X-Row-Stride',
         String(view.stride),
-        'X-Pixel-Format',
         view.pixelFormat,
-        ...cors,
-      ];
+      );
       wholeHeaders.set(etag, headers);
     }
     res.writeHead(200, headers);
@@ -437,27 +455,14 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     // The pin lives until the socket is done with the mapping: 'close' follows 'finish' and also
     // fires on abort, so a client that disconnects mid-body releases it too.
     res.once('close', () => view.release());
-    const headers = [
-      'Content-Type',
-      'application/octet-stream',
-      'Content-Length',
+    const headers = rawHeaders(
       range ? String(range.end - range.start + 1) : sizeStr,
-      'ETag',
       etag,
-      'Cache-Control',
-      cacheControl,
-      'Accept-Ranges',
-      'bytes',
-      'X-Image-Width',
       width,
-      'X-Image-Height',
       height,
-      'X-Row-Stride',
       stride,
-      'X-Pixel-Format',
       view.pixelFormat,
-      ...cors,
-    ];
+    );
     if (range) headers.push('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     res.writeHead(range ? 206 : 200, headers);
     if (rows === undefined) {
