@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { ImageCache } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -269,6 +270,18 @@ http {
     children.push(bare);
     const bbase = `http://127.0.0.1:${bport}`;
     await waitFor(`${bbase}/`);
+    // The engine's hit (peek, pin, mapping slice) inside the same bare handler, read-only on the
+    // bench storage: splits pixtable's distance from the bare handler into engine and server layer.
+    const eport = await freePort();
+    const engineServer = spawnOn(
+      0,
+      process.execPath,
+      [fileURLToPath(import.meta.url), '--engine-server', String(eport), storage, formats],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
+    children.push(engineServer);
+    const ebase = `http://127.0.0.1:${eport}`;
+    await waitFor(`${ebase}/`);
 
     // A second pixtable process on the same storage, read-only (no writer lock, shares the page
     // cache) and without per-hit revalidation of the source file (a stat per request): what a
@@ -321,6 +334,14 @@ http {
       {
         name: 'raw 16 KiB',
         ours: raw64,
+        theirs: `${bbase}/`,
+        against: 'bare node:http handler (reference)',
+        target: 0,
+        reference: true,
+      },
+      {
+        name: 'reference: engine hit in a bare node:http handler',
+        ours: `${ebase}/`,
         theirs: `${bbase}/`,
         against: 'bare node:http handler (reference)',
         target: 0,
@@ -438,7 +459,49 @@ http {
   }
 }
 
-if (process.argv[2] === '--bare-server') {
+if (process.argv[2] === '--engine-server') {
+  const cache = await ImageCache.open({
+    storage: process.argv[4] as string,
+    formats: JSON.parse(process.argv[5] as string) as [],
+    readOnly: true,
+  });
+  const release = function (this: http.ServerResponse & { view?: { release(): void } }) {
+    this.view?.release();
+  };
+  http
+    .createServer((_req, res: http.ServerResponse & { view?: { release(): void } }) => {
+      const v = cache.peek('bench-64', 'bench/source.jpg');
+      if (!v) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
+      res.view = v;
+      res.on('close', release);
+      res.writeHead(200, [
+        'Content-Type',
+        'application/octet-stream',
+        'Content-Length',
+        String(v.pixels.length),
+        'ETag',
+        v.etag,
+        'Cache-Control',
+        'public, max-age=31536000, immutable',
+        'Accept-Ranges',
+        'bytes',
+        'X-Image-Width',
+        String(v.width),
+        'X-Image-Height',
+        String(v.height),
+        'X-Row-Stride',
+        String(v.stride),
+        'X-Pixel-Format',
+        v.pixelFormat,
+      ]);
+      res.end(v.pixels);
+    })
+    .listen(Number(process.argv[3]), '127.0.0.1');
+} else if (process.argv[2] === '--bare-server') {
   const body = fs.readFileSync(process.argv[4] as string);
   const headers = [
     'Content-Type',
