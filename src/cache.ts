@@ -10,6 +10,8 @@ import { PixtableError, invalidParameter } from './errors.js';
 import { DEFAULT_FORMATS, validateFormats, type Format, type PixelFormat } from './formats.js';
 import type {
   CacheStats,
+  EntryInfo,
+  EntryRef,
   FormatStats,
   ImageView,
   Logger,
@@ -18,7 +20,7 @@ import type {
   SyncMode,
   VerifyProblem,
 } from './types.js';
-import { Table, type ChunkCache } from './engine/table.js';
+import { Table, trailerNames, type ChunkCache } from './engine/table.js';
 import { IndexLog, OP_DEL, OP_SET, type IndexRecord } from './engine/index-log.js';
 import { SlotBook, LIVE } from './engine/slots.js';
 import { DecodeQueue } from './engine/queue.js';
@@ -69,6 +71,8 @@ interface FormatState {
   nextGen: number;
   counters: Counters;
   indexDiscardedBytes: number;
+  /** the latest HotRef handed out per slot (every other one handed out is dead) */
+  refs: (HotRef | undefined)[];
 }
 
 interface Source {
@@ -197,7 +201,8 @@ function fingerprint(bytes: Buffer | string): Buffer {
   return createHash('sha256').update(bytes).digest().subarray(0, 16);
 }
 
-class EntryView implements ImageView {
+/** What views and refs tell about an entry, read once from the slot's bookkeeping. */
+class EntryFields implements EntryInfo {
   readonly format: string;
   readonly key: string;
   readonly width: number;
@@ -205,18 +210,15 @@ class EntryView implements ImageView {
   readonly stride: number;
   readonly pixelFormat: PixelFormat;
   readonly bytesPerPixel: number;
-  readonly pixels: Buffer;
+  pixels: Buffer;
   readonly generation: number;
-  private readonly book: SlotBook;
-  private readonly slot: number;
-  private released = false;
+  readonly sourceFingerprint: string;
+  readonly etag: string;
 
   constructor(st: FormatState, slot: number, key: string, pixels: Buffer) {
     const f = st.format;
     this.format = f.name;
     this.key = key;
-    this.book = st.book;
-    this.slot = slot;
     this.width = st.book.width[slot]!;
     this.height = st.book.height[slot]!;
     this.stride = f.stride;
@@ -227,11 +229,21 @@ class EntryView implements ImageView {
     // Strings built once per entry (describe()), shared by every view of it.
     this.sourceFingerprint = st.book.fpHex[slot]!;
     this.etag = st.book.etag[slot]!;
+  }
+}
+
+class EntryView extends EntryFields implements ImageView {
+  declare readonly pixels: Buffer;
+  private readonly book: SlotBook;
+  private readonly slot: number;
+  private released = false;
+
+  constructor(st: FormatState, slot: number, key: string, pixels: Buffer) {
+    super(st, slot, key, pixels);
+    this.book = st.book;
+    this.slot = slot;
     st.book.pin(slot);
   }
-
-  readonly sourceFingerprint: string;
-  readonly etag: string;
 
   rows(x: number, y: number, w: number, h: number): Buffer[] {
     if (this.released) throw new PixtableError('VIEW_RELEASED');
@@ -272,6 +284,39 @@ class EntryView implements ImageView {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** See EntryRef. Fields beyond the interface are the engine's. */
+class HotRef extends EntryFields {
+  /** false once the chunk left the mapping LRU or a newer ref of the slot replaced this one */
+  live = true;
+  readonly st: FormatState;
+  readonly slot: number;
+  readonly chunk: Buffer;
+  readonly chunkKey: number;
+  /** offset of the entry's trailer in `chunk` */
+  readonly trailerAt: number;
+
+  constructor(st: FormatState, slot: number, key: string, chunk: Buffer, chunkKey: number, off: number) {
+    super(st, slot, key, chunk.subarray(off, off + st.format.stride * st.book.height[slot]!));
+    this.st = st;
+    this.slot = slot;
+    this.chunk = chunk;
+    this.chunkKey = chunkKey;
+    this.trailerAt = off + st.format.pixelBytes;
+  }
+
+  kill(): void {
+    this.live = false;
+    this.pixels = EMPTY;
+  }
+}
+
+function hotRef(ref: EntryRef): HotRef {
+  if (ref instanceof HotRef) return ref;
+  throw invalidParameter('INVALID_PARAMETER', 'ref', 'a reference from ImageCache.peekRef()', ref);
+}
+
 export class ImageCache {
   readonly storage: string;
   readonly sourcesDir: string;
@@ -300,7 +345,25 @@ export class ImageCache {
     this.chunks = new LRUCache<number, Buffer>({
       maxSize: o.maxMappedBytes,
       sizeCalculation: (b) => b.length,
+      // A chunk leaving the LRU takes its references' views with it, so that kept references
+      // never hold more mappings alive than maxMappedBytes allows.
+      dispose: (_map, key) => this.chunkGone(key),
     });
+    this.current = this.installCurrent();
+  }
+
+  private chunkGone(key: number): void {
+    const st = this.states[Math.floor(key / 2 ** 36)];
+    if (st === undefined) return;
+    const [first, end] = st.table.slotsOfChunk(key);
+    const refs = st.refs;
+    for (let s = first; s < end; s++) {
+      const r = refs[s];
+      if (r !== undefined) {
+        r.kill();
+        refs[s] = undefined;
+      }
+    }
   }
 
   /** Opens (creating when writable) the storage and every format's table and index. */
@@ -378,6 +441,7 @@ export class ImageCache {
       nextGen: 1,
       counters: { hits: 0, misses: 0, decodes: 0, dropped: 0, evictions: 0 },
       indexDiscardedBytes: 0,
+      refs: new Array<HotRef | undefined>(f.maxCount),
     };
     this.states.push(st);
     this.byName.set(f.name, st);
@@ -524,14 +588,80 @@ export class ImageCache {
    */
   peek(format: string, key: string): ImageView | undefined {
     const st = this.state(format);
+    const s = this.hitSlot(st, key);
+    return s < 0 ? undefined : this.view(st, s, key);
+  }
+
+  /** The slot of a verified hit whose source is unchanged (a hit is counted), or -1. */
+  private hitSlot(st: FormatState, key: string): number {
     const s = this.verifiedSlot(st, key);
-    if (s < 0) return undefined;
+    if (s < 0) return -1;
     if (this.o.revalidate) {
       const fresh = this.statFresh(st, s, key);
-      if (fresh === 'gone' || (fresh === false && !this.sourceUnchangedSync(st, s, key))) return undefined;
+      if (fresh === 'gone' || (fresh === false && !this.sourceUnchangedSync(st, s, key))) return -1;
     }
     st.counters.hits++;
-    return this.view(st, s, key);
+    return s;
+  }
+
+  /**
+   * peek() for serving loops: an unpinned, reusable EntryRef instead of a pinned view (see
+   * EntryRef for its lifetime). Looking the same entry up again returns the same object until the
+   * entry is rewritten or its chunk is unmapped. Counts a hit and marks the entry recently used.
+   */
+  peekRef(format: string, key: string): EntryRef | undefined {
+    const st = this.state(format);
+    const s = this.hitSlot(st, key);
+    if (s < 0) return undefined;
+    st.book.touch(s);
+    const chunk = st.table.chunkFor(s)!;
+    const old = st.refs[s];
+    if (old !== undefined) {
+      if (old.live && old.chunk === chunk && old.generation === st.book.generation[s]) return old;
+      old.kill();
+    }
+    const ref = new HotRef(st, s, key, chunk, st.table.chunkKeyOf(s), st.table.offsetInChunk(s));
+    st.refs[s] = ref;
+    return ref;
+  }
+
+  /**
+   * Whether `ref` still names the entry it was made for, verified, with its source confirmed
+   * within `revalidateMs` (and, read-only, its trailer unchanged). True also counts a hit and marks
+   * the entry and its mapping recently used, so a served ref is never the LRU's next victim.
+   * False means: ask peekRef() (or get()) again — it does the stat or the decode.
+   */
+  readonly current: (ref: EntryRef) => boolean;
+
+  // Options are read once, here: a hit is a handful of comparisons on typed arrays, no lookups.
+  private installCurrent(): (ref: EntryRef) => boolean {
+    const chunks = this.chunks;
+    const { revalidate, revalidateMs, now } = this.o;
+    const readOnly = this.readOnly;
+    return (ref) => {
+      const r = hotRef(ref);
+      const st = r.st;
+      const s = r.slot;
+      const book = st.book;
+      if (!r.live || book.state[s] !== LIVE || book.generation[s] !== r.generation) return false;
+      if (revalidate && now() - book.checkedAt[s]! >= revalidateMs) return false;
+      if (readOnly && !trailerNames(r.chunk, r.trailerAt, r.generation)) return false;
+      chunks.get(r.chunkKey);
+      book.touch(s);
+      st.counters.hits++;
+      return true;
+    };
+  }
+
+  /** Pins a current ref's slot (as a view does) until unpinRef(); one unpinRef per pinRef. */
+  pinRef(ref: EntryRef): void {
+    const r = hotRef(ref);
+    r.st.book.pin(r.slot);
+  }
+
+  unpinRef(ref: EntryRef): void {
+    const r = hotRef(ref);
+    r.st.book.unpin(r.slot);
   }
 
   /** Whether a verified entry exists (does not consult the source). */

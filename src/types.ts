@@ -80,7 +80,34 @@ export interface OpenOptions {
  * process's pins: a view held there may see its slot recycled. Such readers should copy the
  * pixels they keep, or re-`get`.
  */
-export interface ImageView extends Disposable {
+export interface ImageView extends EntryInfo, Disposable {
+  /**
+   * Row slices covering the rectangle; each is `w × bytesPerPixel` bytes, no copy.
+   * Throws PixtableError INVALID_RECT when the rectangle is empty or leaves the image.
+   */
+  rows(x: number, y: number, w: number, h: number): Buffer[];
+  /** Unpins the entry. Idempotent. */
+  release(): void;
+}
+
+/**
+ * An unpinned, reusable reference to one decoded entry, for loops that serve the same entries
+ * over and over (pixtable's HTTP fast path; a renderer drawing the same tiles every frame). Get
+ * one with `ImageCache.peekRef()`, keep it, and before each use ask `ImageCache.current(ref)`:
+ * that costs a few typed-array reads instead of a key lookup and a view allocation.
+ *
+ * Lifetime: `pixels` points into the table's memory mapping and is **not pinned**. Its bytes are
+ * the entry's exactly while `current(ref)` has returned true and control has not gone back to the
+ * event loop (only then can this process rewrite the slot). To read them later — an asynchronous
+ * write, a worker — pin first with `pinRef(ref)` and call `unpinRef(ref)` once when done. A
+ * reference that is no longer current stays harmless: its `pixels` become an empty Buffer once its
+ * chunk leaves the mapping LRU, so old references never hold mappings alive. The readOnly caveat
+ * of `ImageView` (pins are per process) applies here too.
+ */
+export type EntryRef = EntryInfo; // only ImageCache.peekRef() makes them; others are a typed error
+
+/** What an ImageView and an EntryRef tell about their entry. */
+export interface EntryInfo {
   readonly format: string;
   readonly key: string;
   /** Real size of this entry (`inside` formats may be smaller than the box). */
@@ -90,7 +117,10 @@ export interface ImageView extends Disposable {
   readonly stride: number;
   readonly pixelFormat: PixelFormat;
   readonly bytesPerPixel: number;
-  /** stride × height bytes; row r starts at r × stride; bytes past width × bytesPerPixel are zero padding. */
+  /**
+   * stride × height bytes of the mapping; row r starts at r × stride; bytes past
+   * width × bytesPerPixel are zero padding. How long they stay the entry's: see ImageView, EntryRef.
+   */
   readonly pixels: Buffer;
   /** Changes whenever the entry is rewritten. */
   readonly generation: number;
@@ -98,13 +128,6 @@ export interface ImageView extends Disposable {
   readonly sourceFingerprint: string;
   /** Strong validator derived from source fingerprint, format and generation. */
   readonly etag: string;
-  /**
-   * Row slices covering the rectangle; each is `w × bytesPerPixel` bytes, no copy.
-   * Throws PixtableError INVALID_RECT when the rectangle is empty or leaves the image.
-   */
-  rows(x: number, y: number, w: number, h: number): Buffer[];
-  /** Unpins the entry. Idempotent. */
-  release(): void;
 }
 
 export interface FormatStats {

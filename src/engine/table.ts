@@ -34,6 +34,11 @@ export type ChunkCache = LRUCache<number, Buffer>;
 const ZERO4 = Buffer.alloc(4);
 
 /** fs.writev until every byte is written (libuv splits beyond IOV_MAX). */
+/** Whether the trailer at `t` (offset in `map`) is an entry trailer of `generation`. */
+export function trailerNames(map: Buffer, t: number, generation: number): boolean {
+  return map.readUInt32LE(t) === ENTRY_MAGIC && map.readUInt32LE(t + T_GEN) === generation;
+}
+
 function writeAll(fd: number, bufs: Buffer[], pos: number): Promise<void> {
   const total = bufs.reduce((n, b) => n + b.length, 0);
   return new Promise((resolve, reject) =>
@@ -401,8 +406,23 @@ export class Table {
   trailerMatches(slot: number, generation: number): boolean {
     const map = this.chunkFor(slot);
     if (!map) return false;
-    const t = this.offsetInChunk(slot) + this.format.pixelBytes;
-    return map.readUInt32LE(t) === ENTRY_MAGIC && map.readUInt32LE(t + T_GEN) === generation;
+    return trailerNames(map, this.offsetInChunk(slot) + this.format.pixelBytes, generation);
+  }
+
+  /** The chunk LRU key of the mapping chunkFor(slot) returns. */
+  chunkKeyOf(slot: number): number {
+    const seg = Math.floor(slot / this.entriesPerSegment);
+    const c = Math.floor((slot - seg * this.entriesPerSegment) / this.entriesPerChunk);
+    return this.keyBase + seg * this.chunksPerSegment + c;
+  }
+
+  /** Slots [first, end) that live in the chunk with LRU key `key` (a key of this table). */
+  slotsOfChunk(key: number): [first: number, end: number] {
+    const rel = key - this.keyBase;
+    const seg = Math.floor(rel / this.chunksPerSegment);
+    const segFirst = seg * this.entriesPerSegment;
+    const first = segFirst + (rel - seg * this.chunksPerSegment) * this.entriesPerChunk;
+    return [first, Math.min(first + this.entriesPerChunk, segFirst + this.entriesPerSegment)];
   }
 
   /** Copies the entry's source fingerprint into `out` (16 bytes at `at`). */

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { ImageCache, type FormatSpec } from '../../src/index.js';
 
 export function tempDir(prefix = 'pixtable-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -62,4 +63,20 @@ export function corpusDir(): string | undefined {
   ];
   for (const c of candidates) if (c && fs.existsSync(path.join(c, 'manifest.json'))) return c;
   return undefined;
+}
+
+/** Runs `fn` with a fresh cache in a temporary storage directory, closed and removed afterwards. */
+export async function withCache(
+  formats: FormatSpec[],
+  fn: (cache: ImageCache, dir: string) => Promise<void>,
+  extra: Parameters<typeof ImageCache.open>[0] = {},
+): Promise<void> {
+  const dir = tempDir();
+  const cache = await ImageCache.open({ storage: dir, formats, sync: 'none', ...extra });
+  try {
+    await fn(cache, dir);
+  } finally {
+    await cache.close();
+    rmrf(dir);
+  }
 }

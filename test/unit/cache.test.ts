@@ -6,27 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { ImageCache, PixtableError, type FormatSpec, type ImageView } from '../../src/index.js';
-import { gradientPng, rmrf, solidPng, tempDir } from '../helpers/fixtures.js';
+import { gradientPng, rmrf, solidPng, tempDir, withCache } from '../helpers/fixtures.js';
 
 const SMALL: FormatSpec[] = [{ name: 's', width: 16, height: 16, pixelFormat: 'rgba8', maxCount: 3 }];
 
 function firstPixel(v: ImageView): number[] {
   return [...v.pixels.subarray(0, 4)];
-}
-
-async function withCache(
-  formats: FormatSpec[],
-  fn: (cache: ImageCache, dir: string) => Promise<void>,
-  extra: Parameters<typeof ImageCache.open>[0] = {},
-) {
-  const dir = tempDir();
-  const cache = await ImageCache.open({ storage: dir, formats, sync: 'none', ...extra });
-  try {
-    await fn(cache, dir);
-  } finally {
-    await cache.close();
-    rmrf(dir);
-  }
 }
 
 test('a reopened cache serves stored entries without decoding', async () => {
