@@ -18,7 +18,7 @@ import swagger from '@fastify/swagger';
 import { LRUCache } from 'lru-cache';
 import { ERRORS, PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
 import { describeFormat, type Format } from '../formats.js';
-import type { ImageView } from '../types.js';
+import type { EntryRef, ImageView } from '../types.js';
 import type { ServerConfig } from '../config/env.js';
 import type { PixelCache } from './cache-api.js';
 import { sharpEncode, loadSharp, type EncodeFn } from './encode.js';
@@ -28,7 +28,8 @@ import { parseRange, type ByteRange } from './range.js';
 import { chooseType, MIME } from './negotiate.js';
 import { verifyUrl } from './sign.js';
 import { fetchFromOrigin } from './origin.js';
-import { ThumbCache, deriveEtag, etagMatches, type EncodedThumb } from './thumbcache.js';
+import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
+import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
@@ -65,13 +66,10 @@ const THUMBS_PREFIX = '/v1/thumbnails/';
 const SOURCES_PREFIX = '/v1/sources/';
 const HAS_ALPHA = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied']);
 
-const kView = Symbol('pixtable.view');
-type PinnedResponse = http.ServerResponse & { [kView]?: ImageView };
-/** 'close' follows 'finish' and also fires on abort: either way the mapping is no longer read. */
-function releaseOnClose(this: PinnedResponse): void {
-  this[kView]?.release();
-  this[kView] = undefined;
-}
+/** URLs the fast path remembers (hot.ts): ~200 bytes each. */
+const HOT_URLS = 16_384;
+const kRef = Symbol('pixtable.ref');
+type PinnedResponse = http.ServerResponse & { [kRef]?: EntryRef };
 
 /** `{ "error": { code, message } }` as a pre-serialised string (also used outside fastify). */
 export function errorBody(code: ErrorCode, message: string): string {
@@ -360,21 +358,20 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       ...cors,
     ];
   }
-  function writeWhole(res: http.ServerResponse, view: ImageView, etag: string): void {
-    let headers = wholeHeaders.get(etag);
+  function wholeEntryHeaders(ref: EntryRef): string[] {
+    let headers = wholeHeaders.get(ref.etag);
     if (headers === undefined) {
       headers = rawHeaders(
-        String(view.pixels.length),
-        etag,
-        String(view.width),
-        String(view.height),
-        String(view.stride),
-        view.pixelFormat,
+        String(ref.pixels.length),
+        ref.etag,
+        String(ref.width),
+        String(ref.height),
+        String(ref.stride),
+        ref.pixelFormat,
       );
-      wholeHeaders.set(etag, headers);
+      wholeHeaders.set(ref.etag, headers);
     }
-    res.writeHead(200, headers);
-    res.end(view.pixels);
+    return headers;
   }
 
   function sendRaw(
@@ -515,39 +512,23 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const qualityTag = quality === undefined ? '' : `-q${quality}`;
   async function encodeEntry(view: ImageView, type: keyof typeof MIME, etag: string): Promise<EncodedThumb> {
     const body = await encode(view, type, quality);
-    return { body, etag, contentType: MIME[type], length: String(body.length) };
+    return encodedThumb(body, etag, MIME[type], cacheControl, cors);
   }
 
   /** Writes an encoded thumbnail (or 304); returns the status. */
   function writeThumb(
-    req: http.IncomingMessage,
     res: http.ServerResponse,
     t: EncodedThumb,
     vary: boolean,
+    ifNoneMatch: string | undefined,
   ): number {
-    if (etagMatches(req.headers['if-none-match'], t.etag)) {
-      res.writeHead(
-        304,
-        vary
-          ? ['ETag', t.etag, 'Cache-Control', cacheControl, 'Vary', 'Accept', ...cors]
-          : ['ETag', t.etag, 'Cache-Control', cacheControl, ...cors],
-      );
+    const h = t.headers;
+    if (etagMatches(ifNoneMatch, t.etag)) {
+      res.writeHead(304, vary ? h.notModifiedVary : h.notModified);
       res.end();
       return 304;
     }
-    const headers = [
-      'Content-Type',
-      t.contentType,
-      'Content-Length',
-      t.length,
-      'ETag',
-      t.etag,
-      'Cache-Control',
-      cacheControl,
-      ...cors,
-    ];
-    if (vary) headers.push('Vary', 'Accept');
-    res.writeHead(200, headers);
+    res.writeHead(200, vary ? h.okVary : h.ok);
     res.end(t.body);
     return 200;
   }
@@ -579,7 +560,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
         view.release();
       }
       reply.hijack();
-      writeThumb(request.raw, reply.raw, t, negotiated);
+      writeThumb(reply.raw, t, negotiated, request.headers['if-none-match']);
       return reply;
     },
   });
@@ -587,17 +568,61 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   // ---------- fast path ----------
   // Hits of whole entries and cached thumbnails skip fastify: no request/reply objects, router,
   // hooks or per-request child logger — at 16 KiB bodies those cost more than the response itself.
-  // Anything the fast path does not handle completely (misses, Range, ?rect, errors, bad keys)
-  // returns false and takes the fastify route, which produces the same bytes and every error.
+  // A URL answered once is remembered (hot.ts): the next hit is a lookup by the raw target and
+  // `cache.current(ref)`. Anything the fast path does not handle completely (misses, Range, ?rect,
+  // errors, bad keys) returns false and takes the fastify route, which produces the same bytes and
+  // every error.
   const pixelsCounter = metrics.route('/v1/pixels/:format/*');
   const thumbsCounter = metrics.route('/v1/thumbnails/:format/*');
   const signing = config.signingKeys.length > 0;
   const logRequests = config.logRequests;
   const log = app.log;
-  const whole304 = (res: http.ServerResponse, etag: string) => {
-    res.writeHead(304, ['ETag', etag, 'Cache-Control', cacheControl, ...cors]);
-    res.end();
-  };
+  const hot = new HotUrls(HOT_URLS);
+  // One shared 'close' listener, the ref stashed on the response: no closure per pinned response.
+  // 'close' follows 'finish' and also fires on abort: either way the mapping is no longer read.
+  function unpinOnClose(this: PinnedResponse): void {
+    const ref = this[kRef];
+    if (ref === undefined) return;
+    this[kRef] = undefined;
+    cache.unpinRef(ref);
+  }
+
+  /**
+   * Answers from a Hot whose ref the caller just found current (`t`: its thumbnail encoding, for
+   * thumbnail URLs); returns the status.
+   */
+  function answer(
+    res: http.ServerResponse,
+    h: Hot,
+    t: EncodedThumb | undefined,
+    isHead: boolean,
+    inm: string | undefined,
+  ): number {
+    if (t !== undefined) return writeThumb(res, t, h.vary, inm);
+    const ref = h.ref;
+    if (inm !== undefined && etagMatches(inm, ref.etag)) {
+      res.writeHead(304, h.notModified);
+      res.end();
+      return 304;
+    }
+    res.writeHead(200, h.headers);
+    if (isHead) {
+      res.end();
+      return 200;
+    }
+    res.end(ref.pixels);
+    // Usually the socket took the whole body synchronously (writev straight from the mapping) and
+    // the kernel holds its own copy: nothing to pin. Otherwise the queued write still reads the
+    // mapping, so the slot stays pinned until the response closes (finish or abort).
+    const socket = res.socket;
+    if (socket === null || socket.writableLength !== 0) {
+      cache.pinRef(ref);
+      (res as PinnedResponse)[kRef] = ref;
+      res.on('close', unpinOnClose);
+    }
+    return 200;
+  }
+
   fast.path = (req, res) => {
     if (!state.ready) return false;
     const t0 = logRequests ? performance.now() : 0;
@@ -605,61 +630,22 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     const isHead = method === 'HEAD';
     if (method !== 'GET' && !isHead) return false;
     const url = req.url ?? '';
-    const isPixels = url.startsWith(PIXELS_PREFIX);
-    if (!isPixels && !url.startsWith(THUMBS_PREFIX)) return false;
-    let typeParam: string | undefined;
-    const qi = url.indexOf('?');
-    if (qi >= 0) {
-      // only parameters the fast path fully understands; anything else (rect, …) takes the route
-      for (const part of url.slice(qi + 1).split('&')) {
-        if (part.startsWith('sig=') || part.startsWith('exp=')) continue;
-        if (!isPixels && part.startsWith('type=')) typeParam = part.slice(5);
-        else return false;
-      }
+    const hd = scanHeaders(req.rawHeaders);
+    let h = hot.get(url);
+    if (h === BY_ACCEPT) h = hot.get(`${url}\n${hd.accept ?? ''}`);
+    let t: EncodedThumb | undefined;
+    if (
+      h === undefined ||
+      (h.expiresAt !== Infinity && h.expiresAt < Date.now()) ||
+      (h.thumbKey === undefined ? hd.range : (t = thumbs.get(h.thumbKey)) === undefined) ||
+      !cache.current(h.ref)
+    ) {
+      h = remember(url, hd);
+      if (h === undefined) return false;
+      if (h.thumbKey !== undefined && (t = thumbs.get(h.thumbKey)) === undefined) return false;
     }
-    if (isPixels && req.headers.range !== undefined) return false;
-    let view: ImageView | undefined;
-    let type: keyof typeof MIME = 'png';
-    let negotiated = false;
-    try {
-      if (signing) verifyUrl(url, config.signingKeys, Date.now());
-      const { formatName, key } = formatAndKey(url, isPixels ? pixelsPrefixLength : thumbsPrefixLength);
-      const format = cache.format(formatName);
-      if (!isPixels) {
-        ({ type, negotiated } = chooseType(
-          typeParam,
-          req.headers.accept,
-          config.thumbTypes,
-          HAS_ALPHA.has(format.pixelFormat),
-        ));
-      }
-      view = cache.peek(formatName, key);
-    } catch {
-      return false;
-    }
-    if (view === undefined) return false;
-    let status: number;
-    if (isPixels) {
-      const etag = view.etag;
-      if (etagMatches(req.headers['if-none-match'], etag)) {
-        view.release();
-        whole304(res, etag);
-        status = 304;
-      } else {
-        // one shared listener, the view stashed on the response: no closure per hit
-        (res as PinnedResponse)[kView] = view;
-        res.on('close', releaseOnClose);
-        writeWhole(res, view, etag);
-        status = 200;
-      }
-      pixelsCounter.inc(isHead, status);
-    } else {
-      const t = thumbs.get(`${view.etag}\u0000${type}`);
-      view.release();
-      if (t === undefined) return false;
-      status = writeThumb(req, res, t, negotiated);
-      thumbsCounter.inc(isHead, status);
-    }
+    const status = answer(res, h, t, isHead, hd.ifNoneMatch);
+    h.counter.inc(isHead, status);
     state.fastResponses++;
     if (logRequests) {
       const reqId = req.headers['x-request-id'] ?? `f-${state.fastResponses}`;
@@ -667,6 +653,78 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     }
     return true;
   };
+
+  /**
+   * The full fast path: parses and checks the URL, finds the entry (and cached encoding) and
+   * remembers how to answer it. Undefined when the fastify route must answer instead.
+   */
+  function remember(url: string, hd: FastHeaders): Hot | undefined {
+    const isPixels = url.startsWith(PIXELS_PREFIX);
+    if (!isPixels && !url.startsWith(THUMBS_PREFIX)) return undefined;
+    if (isPixels && hd.range) return undefined;
+    let typeParam: string | undefined;
+    const qi = url.indexOf('?');
+    if (qi >= 0) {
+      // only parameters the fast path fully understands; anything else (rect, …) takes the route
+      for (const part of url.slice(qi + 1).split('&')) {
+        if (part.startsWith('sig=') || part.startsWith('exp=')) continue;
+        if (!isPixels && part.startsWith('type=')) typeParam = part.slice(5);
+        else return undefined;
+      }
+    }
+    let ref: EntryRef | undefined;
+    let type: keyof typeof MIME = 'png';
+    let negotiated = false;
+    let expiresAt = Infinity;
+    try {
+      if (signing) expiresAt = verifyUrl(url, config.signingKeys, Date.now());
+      const { formatName, key } = formatAndKey(url, isPixels ? pixelsPrefixLength : thumbsPrefixLength);
+      const format = cache.format(formatName);
+      if (!isPixels) {
+        ({ type, negotiated } = chooseType(
+          typeParam,
+          hd.accept,
+          config.thumbTypes,
+          HAS_ALPHA.has(format.pixelFormat),
+        ));
+      }
+      ref = cache.peekRef(formatName, key);
+    } catch {
+      return undefined;
+    }
+    if (ref === undefined) return undefined;
+    if (isPixels) {
+      const h: Hot = {
+        ref,
+        thumbKey: undefined,
+        headers: wholeEntryHeaders(ref),
+        notModified: ['ETag', ref.etag, 'Cache-Control', cacheControl, ...cors],
+        vary: false,
+        expiresAt,
+        counter: pixelsCounter,
+      };
+      hot.set(url, h);
+      return h;
+    }
+    const thumbKey = `${ref.etag}\u0000${type}`;
+    if (thumbs.get(thumbKey) === undefined) return undefined; // not encoded yet: the route encodes
+    const h: Hot = {
+      ref,
+      thumbKey,
+      headers: [],
+      notModified: [],
+      vary: negotiated,
+      expiresAt,
+      counter: thumbsCounter,
+    };
+    if (negotiated) {
+      hot.set(url, BY_ACCEPT);
+      hot.set(`${url}\n${hd.accept ?? ''}`, h);
+    } else {
+      hot.set(url, h);
+    }
+    return h;
+  }
 
   // ---------- sources ----------
   await app.register(async (scope) => {

@@ -1,7 +1,7 @@
 // The part of ImageCache (src/cache.ts) the HTTP layer uses, as a structural type: the server is
 // written against the engine's public contract, and tests can drive routes with a stand-in.
 import type { Format } from '../formats.js';
-import type { CacheStats, ImageView, PutResult } from '../types.js';
+import type { CacheStats, EntryRef, ImageView, PutResult } from '../types.js';
 
 export interface PixelCache {
   readonly storage: string;
@@ -10,6 +10,10 @@ export interface PixelCache {
   format(name: string): Format;
   get(format: string, key: string): Promise<ImageView>;
   peek(format: string, key: string): ImageView | undefined;
+  peekRef(format: string, key: string): EntryRef | undefined;
+  current(ref: EntryRef): boolean;
+  pinRef(ref: EntryRef): void;
+  unpinRef(ref: EntryRef): void;
   has(format: string, key: string): boolean;
   put(key: string, bytes: Buffer): Promise<PutResult>;
   delete(key: string): Promise<boolean>;

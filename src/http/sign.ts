@@ -21,9 +21,10 @@ export function signUrl(pathAndQuery: string, key: SigningKey): string {
 
 /**
  * Verifies the raw request target (`req.url`). Throws SIGNATURE_REQUIRED when there is no
- * `sig`, SIGNATURE_INVALID when no key matches, SIGNATURE_EXPIRED after `exp`.
+ * `sig`, SIGNATURE_INVALID when no key matches, SIGNATURE_EXPIRED after `exp`. Returns when the
+ * URL expires (ms since the epoch; Infinity without `exp`).
  */
-export function verifyUrl(rawUrl: string, keys: readonly SigningKey[], nowMs: number): void {
+export function verifyUrl(rawUrl: string, keys: readonly SigningKey[], nowMs: number): number {
   const m = SIG_RE.exec(rawUrl);
   if (!m || m[1] === undefined) {
     if (/[?&]sig=/.test(rawUrl)) {
@@ -43,13 +44,16 @@ export function verifyUrl(rawUrl: string, keys: readonly SigningKey[], nowMs: nu
   }
   if (!ok) throw new PixtableError('SIGNATURE_INVALID');
   // exp is checked only after the signature, so a forged exp cannot be probed.
+  let expiresAt = Infinity;
   const q = message.indexOf('?');
   if (q >= 0) {
     for (const part of message.slice(q + 1).split('&')) {
       if (part.startsWith('exp=')) {
         const exp = Number(part.slice(4));
         if (!Number.isFinite(exp) || exp * 1000 < nowMs) throw new PixtableError('SIGNATURE_EXPIRED');
+        expiresAt = Math.min(expiresAt, exp * 1000);
       }
     }
   }
+  return expiresAt;
 }

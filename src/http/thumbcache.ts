@@ -11,6 +11,41 @@ export interface EncodedThumb {
   contentType: string;
   /** Pre-rendered Content-Length value (no number→string per hit). */
   length: string;
+  /** Header lists built once per encoding, so a hit writes one prepared array. */
+  headers: ThumbHeaders;
+}
+
+export interface ThumbHeaders {
+  ok: string[];
+  /** the same with `Vary: Accept`, for types chosen from the Accept header */
+  okVary: string[];
+  notModified: string[];
+  notModifiedVary: string[];
+}
+
+/** An encoding with its response headers (`extra`: headers every response carries, e.g. CORS). */
+export function encodedThumb(
+  body: Buffer,
+  etag: string,
+  contentType: string,
+  cacheControl: string,
+  extra: readonly string[] = [],
+): EncodedThumb {
+  const length = String(body.length);
+  const validators = ['ETag', etag, 'Cache-Control', cacheControl, ...extra];
+  const ok = ['Content-Type', contentType, 'Content-Length', length, ...validators];
+  return {
+    body,
+    etag,
+    contentType,
+    length,
+    headers: {
+      ok,
+      okVary: [...ok, 'Vary', 'Accept'],
+      notModified: validators,
+      notModifiedVary: [...validators, 'Vary', 'Accept'],
+    },
+  };
 }
 
 export class ThumbCache {
@@ -23,7 +58,7 @@ export class ThumbCache {
       maxBytes > 0
         ? new LRUCache<string, EncodedThumb>({
             maxSize: maxBytes,
-            sizeCalculation: (v) => Math.max(1, v.body.length + 256),
+            sizeCalculation: (v) => Math.max(1, v.body.length + 512),
           })
         : undefined;
   }

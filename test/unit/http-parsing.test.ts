@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
 import { parseRect } from '../../src/http/rect.js';
 import { parseRange } from '../../src/http/range.js';
 import { decodeKey, encodeKey, keyFromUrl } from '../../src/http/keys.js';
 import { chooseType } from '../../src/http/negotiate.js';
+import { scanHeaders } from '../../src/http/hot.js';
 import { PixtableError } from '../../src/errors.js';
 
 function code(fn: () => unknown, c: string, msg?: RegExp) {
@@ -122,4 +125,32 @@ test('keys: the plain-key shortcut agrees with full decoding', () => {
   for (const bad of ['.', '..', 'a/.', 'a/..', './a', '../a', 'a/./b'])
     code(() => decodeKey(bad), 'INVALID_KEY');
   code(() => decodeKey('a'.repeat(1100)), 'INVALID_KEY');
+});
+
+test('scanHeaders finds Range, If-None-Match and Accept in any case, joining repeats as Node does', async () => {
+  const none = scanHeaders(['Host', 'x', 'Cache-Control', 'no-cache', 'Accept-Language', 'de']);
+  assert.deepEqual({ ...none }, { range: false, ifNoneMatch: undefined, accept: undefined });
+  // Node's parser and its own req.headers as the reference
+  const seen = await new Promise<{ scanned: object; node: http.IncomingHttpHeaders }>((resolve) => {
+    const server = http.createServer((req, res) => {
+      resolve({ scanned: { ...scanHeaders(req.rawHeaders) }, node: req.headers });
+      res.end();
+      server.close();
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      const c = net.connect(port, '127.0.0.1', () =>
+        c.write(
+          'GET / HTTP/1.1\r\nhost: x\r\nRANGE: bytes=0-1\r\nif-none-match: "a"\r\nACCEPT: image/webp\r\n' +
+            'If-None-Match: W/"b"\r\nAccept: */*\r\nConnection: close\r\n\r\n',
+        ),
+      );
+      c.on('data', () => {});
+      c.on('error', () => {});
+    });
+  });
+  assert.deepEqual(seen.scanned, { range: true, ifNoneMatch: '"a", W/"b"', accept: 'image/webp, */*' });
+  assert.equal(seen.node['if-none-match'], '"a", W/"b"');
+  assert.equal(seen.node.accept, 'image/webp, */*');
+  assert.equal(seen.node.range, 'bytes=0-1');
 });

@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ThumbCache, deriveEtag, etagMatches, type EncodedThumb } from '../../src/http/thumbcache.js';
+import {
+  ThumbCache,
+  deriveEtag,
+  encodedThumb,
+  etagMatches,
+  type EncodedThumb,
+} from '../../src/http/thumbcache.js';
 
-const thumb = (n: number): EncodedThumb => ({
-  body: Buffer.alloc(n),
-  etag: '"e"',
-  contentType: 'image/webp',
-  length: String(n),
-});
+const thumb = (n: number): EncodedThumb => encodedThumb(Buffer.alloc(n), '"e"', 'image/webp', 'no-cache');
 
 test('concurrent misses of one key encode once; the result is cached', async () => {
   const c = new ThumbCache(1 << 20);
