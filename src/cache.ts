@@ -292,7 +292,8 @@ class HotRef extends EntryFields {
   live = true;
   readonly st: FormatState;
   readonly slot: number;
-  readonly chunk: Buffer;
+  /** the whole chunk mapping (EMPTY once dead: a dead ref must not keep the mapping alive) */
+  chunk: Buffer;
   readonly chunkKey: number;
   /** offset of the entry's trailer in `chunk` */
   readonly trailerAt: number;
@@ -309,6 +310,7 @@ class HotRef extends EntryFields {
   kill(): void {
     this.live = false;
     this.pixels = EMPTY;
+    this.chunk = EMPTY;
   }
 }
 
