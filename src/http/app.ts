@@ -66,8 +66,8 @@ const THUMBS_PREFIX = '/v1/thumbnails/';
 const SOURCES_PREFIX = '/v1/sources/';
 const HAS_ALPHA = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied']);
 
-/** URLs the fast path remembers (hot.ts): ~200 bytes each. */
-const HOT_URLS = 16_384;
+/** Memory for the fast path's remembered URLs (hot.ts): about 16 000 typical targets. */
+const HOT_URL_BYTES = 4 << 20;
 const kRef = Symbol('pixtable.ref');
 type PinnedResponse = http.ServerResponse & { [kRef]?: EntryRef };
 
@@ -577,7 +577,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const signing = config.signingKeys.length > 0;
   const logRequests = config.logRequests;
   const log = app.log;
-  const hot = new HotUrls(HOT_URLS);
+  const hot = new HotUrls(HOT_URL_BYTES);
   // One shared 'close' listener, the ref stashed on the response: no closure per pinned response.
   // 'close' follows 'finish' and also fires on abort: either way the mapping is no longer read.
   function unpinOnClose(this: PinnedResponse): void {

@@ -42,13 +42,19 @@ export const BY_ACCEPT: Hot = Object.freeze({
 }) as Hot;
 
 /**
- * Raw request target → Hot, least recently answered URLs dropped beyond `max` (an LRU rather than
- * a Map that starts over, so a working set larger than `max` degrades gently instead of thrashing).
+ * Raw request target → Hot, least recently answered URLs dropped beyond `maxBytes` (an LRU rather
+ * than a Map that starts over, so a working set larger than the budget degrades gently instead of
+ * thrashing). Counted in bytes, not entries: request targets and Accept values are client-chosen
+ * and up to the header size limit long, so a count alone would not bound the memory.
  */
 export class HotUrls {
   private readonly lru: LRUCache<string, Hot>;
-  constructor(max: number) {
-    this.lru = new LRUCache<string, Hot>({ max });
+  constructor(maxBytes: number) {
+    this.lru = new LRUCache<string, Hot>({
+      maxSize: maxBytes,
+      // the key's characters plus the Hot object, its Map slot and LRU bookkeeping
+      sizeCalculation: (_hot, url) => url.length + 160,
+    });
   }
 
   get(url: string): Hot | undefined {
@@ -61,6 +67,10 @@ export class HotUrls {
 
   get size(): number {
     return this.lru.size;
+  }
+
+  get bytes(): number {
+    return this.lru.calculatedSize;
   }
 }
 
