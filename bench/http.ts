@@ -3,9 +3,10 @@
 // (`pixtable serve`, one process), nginx (temporary prefix and config, one worker, sendfile on),
 // a sharp-per-request server (what imgproxy/thumbor do; node:cluster, one worker per core) and
 // nginx's image_filter module. Each ratio comes from one run in which both sides are measured back
-// to back; the table reports the median of BENCH_RUNS runs (default 5).
+// to back, in interleaved one-second slices (see measurePair); the table reports the median of
+// BENCH_RUNS runs (default 5).
 //
-// Environment: BENCH_SECONDS (per measurement, default 5), BENCH_RUNS (default 5),
+// Environment: BENCH_SECONDS (per side and measurement, default 5), BENCH_RUNS (default 5),
 // BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp directory, BENCH_ONLY=regex picks
 // comparisons by name, BENCH_PIXTABLE_ENV="A=1 B=2" adds settings to pixtable's environment,
 // BENCH_PIN=0 turns CPU pinning off. With taskset and 2+ cores, pixtable and nginx (one process /
@@ -103,6 +104,56 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * One run of one comparison. This machine's load drifts within seconds, so fast peers are measured
+ * in interleaved one-second slices (A B B A A B …, BENCH_SECONDS slices per side) and each side's
+ * rate is its total over its slices: a load swing then hits both sides alike instead of whichever
+ * happened to run during it. Slow decode-per-request peers (a few requests per second) get one
+ * long measurement per side, in alternating order between runs.
+ */
+function measurePair(
+  p: { ours: string; theirs: string; theirConnections?: number },
+  run: number,
+): { ours: WrkResult; theirs: WrkResult } {
+  if (p.theirConnections !== undefined) {
+    const first = run % 2 === 0;
+    const a = first ? wrk(p.ours) : wrk(p.theirs, p.theirConnections);
+    const b = first ? wrk(p.theirs, p.theirConnections) : wrk(p.ours);
+    return first ? { ours: a, theirs: b } : { ours: b, theirs: a };
+  }
+  const ours: WrkResult[] = [];
+  const theirs: WrkResult[] = [];
+  for (let i = 0; i < SECONDS; i++) {
+    const oursFirst = (i + run) % 2 === 0;
+    if (oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1));
+    theirs.push(wrk(p.theirs, CONNECTIONS, 1));
+    if (!oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1));
+  }
+  return { ours: combine(ours), theirs: combine(theirs) };
+}
+
+/** Slices of one side as one measurement: total requests over total time; the worst p50/p99. */
+function combine(slices: WrkResult[]): WrkResult {
+  const requests = slices.reduce((n, s) => n + s.requests, 0);
+  const worst = (pick: (s: WrkResult) => string) =>
+    slices.map(pick).reduce((a, b) => (latencyUs(b) > latencyUs(a) ? b : a));
+  return {
+    rps: slices.reduce((n, s) => n + s.rps, 0) / slices.length,
+    requests,
+    non2xx: 0,
+    errors: slices.map((s) => s.errors).find((e) => e !== '') ?? '',
+    p50: worst((s) => s.p50),
+    p99: worst((s) => s.p99),
+  };
+}
+
+/** wrk's latency text ("812.00us", "3.85ms", "1.02s") in microseconds. */
+function latencyUs(t: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(t);
+  if (!m) return Infinity;
+  return Number(m[1]) * (m[2] === 'us' ? 1 : m[2] === 'ms' ? 1000 : 1_000_000);
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -128,7 +179,7 @@ async function main(): Promise<void> {
     const load0 = os.loadavg()[0]!.toFixed(2);
     console.log(
       `pixtable bench:http — ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ` +
-        `wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs; ` +
+        `wrk -t1 -c${CONNECTIONS}, ${SECONDS} interleaved 1 s slices per side (decode peers: -d${SECONDS}s), ${RUNS} runs; ` +
         (PIN
           ? 'pixtable and nginx pinned to CPU 0, wrk to CPU 1 (the decode-per-request server uses both)'
           : 'not pinned: wrk shares the cores with the servers') +
@@ -402,12 +453,7 @@ http {
     for (const p of pairs) results.set(p, { ours: [], theirs: [], ratio: [] });
     for (let run = 0; run < RUNS; run++) {
       for (const p of pairs) {
-        // alternate which side goes first so a drift in machine load does not favour one side
-        const first = run % 2 === 0;
-        const a = first ? wrk(p.ours) : wrk(p.theirs, p.theirConnections);
-        const b = first ? wrk(p.theirs, p.theirConnections) : wrk(p.ours);
-        const ours = first ? a : b;
-        const theirs = first ? b : a;
+        const { ours, theirs } = measurePair(p, run);
         const r = results.get(p)!;
         r.ours.push(ours.rps);
         r.theirs.push(theirs.rps);
