@@ -148,6 +148,16 @@ async function main() {
       for (let i = 0; i < N; i++) cache.peek('thumb-256', keys[0]!)!.release();
       peekUs.push(((performance.now() - t) * 1000) / N);
     }
+    // A serving loop's hit: one kept EntryRef re-checked with current() (no lookup, no view).
+    const ref = cache.peekRef('thumb-256', keys[0]!)!;
+    const currentUs: number[] = [];
+    let served = 0;
+    for (let r = 0; r < 5; r++) {
+      const t = performance.now();
+      for (let i = 0; i < N; i++) if (cache.current(ref)) served += ref.pixels.length > 0 ? 1 : 0;
+      currentUs.push(((performance.now() - t) * 1000) / N);
+    }
+    if (served !== 5 * N) throw new Error(`current(ref) was false ${5 * N - served} times`);
     await cache.close();
     // The strictest setting: a stat of the source on every hit.
     const strict = await ImageCache.open({ storage, sync: 'none', revalidateMs: 0 });
@@ -169,6 +179,7 @@ async function main() {
     row('ratio decode/get()', `${((dMs * 1000) / hit).toFixed(0)}x  (target >= 1000x)`);
     row('ratio decode/get(), stat per hit', `${((dMs * 1000) / stat).toFixed(0)}x  (target >= 1000x)`);
     row('ratio decode/peek()', `${((dMs * 1000) / median(peekUs)).toFixed(0)}x`);
+    row('current(ref) (EntryRef kept by the caller)', `${median(currentUs).toFixed(3)} us`);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
