@@ -358,6 +358,10 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       ...cors,
     ];
   }
+  /** The headers of a raw 304 (validators only, as RFC 9110 §15.4.5 asks). */
+  function notModifiedHeaders(etag: string): string[] {
+    return ['ETag', etag, 'Cache-Control', cacheControl, ...cors];
+  }
   function wholeEntryHeaders(ref: EntryRef): string[] {
     let headers = wholeHeaders.get(ref.etag);
     if (headers === undefined) {
@@ -386,7 +390,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     if (etagMatches(req.headers['if-none-match'], etag)) {
       view.release();
       reply.hijack();
-      res.writeHead(304, ['ETag', etag, 'Cache-Control', cacheControl, ...cors]);
+      res.writeHead(304, notModifiedHeaders(etag));
       res.end();
       return;
     }
@@ -698,7 +702,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
         ref,
         thumbKey: undefined,
         headers: wholeEntryHeaders(ref),
-        notModified: ['ETag', ref.etag, 'Cache-Control', cacheControl, ...cors],
+        notModified: notModifiedHeaders(ref.etag),
         vary: false,
         expiresAt,
         counter: pixelsCounter,
