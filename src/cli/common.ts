@@ -3,7 +3,7 @@
 // and `pixtable serve` agree on storage and formats) and opening the cache for a command.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ParseArgsConfig } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ImageCache } from '../cache.js';
 import { PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
 import { validateFormats, type FormatSpec } from '../formats.js';
@@ -169,11 +169,48 @@ export interface GlobalFlags {
 }
 
 /** Options every command that touches storage accepts. */
-export const STORAGE_OPTIONS = {
+const STORAGE_OPTIONS = {
   storage: { type: 'string', short: 's' },
   config: { type: 'string', short: 'c' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
+
+/**
+ * The start every storage command shares: its own options plus --storage/--config/--help, parsed
+ * strictly. Undefined when --help was asked for (the help text is printed).
+ */
+export function parseCommand<const O extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: O,
+  help: string,
+  io: Io,
+): CommandArgs<O> | undefined {
+  const parsed = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: { ...STORAGE_OPTIONS, ...options },
+  });
+  if ((parsed.values as { help?: boolean }).help) {
+    io.out(`${help}\n`);
+    return undefined;
+  }
+  return parsed;
+}
+
+type CommandArgs<O extends NonNullable<ParseArgsConfig['options']>> = ReturnType<
+  typeof parseArgs<{
+    args: string[];
+    strict: true;
+    allowPositionals: true;
+    options: typeof STORAGE_OPTIONS & O;
+  }>
+>;
+
+/** Commands that take no positional arguments refuse the first one. */
+export function noPositionals(positionals: string[], command: string): void {
+  if (positionals.length) throw usage(`unexpected argument ${JSON.stringify(positionals[0])}`, command);
+}
 
 export const STORAGE_HELP = `  -s, --storage DIR    data directory (env PIXTABLE_STORAGE, default ./storage)
   -c, --config FILE    JSON file with a "formats" array (env PIXTABLE_CONFIG; env

@@ -3,7 +3,6 @@
 // a read-only open, so this works beside a running server; an entry that is not cached yet is
 // decoded through a writable open when the writer lock is free.
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { ImageCache } from '../cache.js';
 import { PixtableError } from '../errors.js';
@@ -14,12 +13,12 @@ import {
   CliError,
   EXIT,
   STORAGE_HELP,
-  STORAGE_OPTIONS,
   bytes,
   cliLogger,
   isPixtable,
   numberFlag,
   openCache,
+  parseCommand,
   resolveConfig,
   usage,
   warn,
@@ -96,22 +95,19 @@ async function render(view: ImageView, type: ExportType, quality: number | undef
 }
 
 export async function exportCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const parsed = parseCommand(
     args,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      ...STORAGE_OPTIONS,
+    {
       output: { type: 'string', short: 'o' },
       type: { type: 'string', short: 't' },
       quality: { type: 'string', short: 'q' },
       wait: { type: 'string' },
     },
-  });
-  if (values.help) {
-    io.out(`${EXPORT_HELP}\n`);
-    return EXIT.OK;
-  }
+    EXPORT_HELP,
+    io,
+  );
+  if (parsed === undefined) return EXIT.OK;
+  const { values, positionals } = parsed;
   if (positionals.length !== 2) throw usage('expected <format> <key>', 'export');
   const [format, key] = positionals as [string, string];
   validateKey(key);

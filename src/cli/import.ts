@@ -5,7 +5,6 @@
 // so a broken file never lands in storage. A source whose bytes and entries are already current
 // is "unchanged" and costs one read and hash.
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import type { ImageCache } from '../cache.js';
@@ -15,11 +14,11 @@ import {
   CliError,
   EXIT,
   STORAGE_HELP,
-  STORAGE_OPTIONS,
   cliLogger,
   numberFlag,
   oneLine,
   openCache,
+  parseCommand,
   resolveConfig,
   usage,
   warn,
@@ -245,12 +244,9 @@ function failureOf(item: ImportItem, e: unknown): ImportFailure {
 }
 
 export async function importCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const parsed = parseCommand(
     args,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      ...STORAGE_OPTIONS,
+    {
       format: { type: 'string', short: 'f', multiple: true },
       prefix: { type: 'string', short: 'p' },
       jobs: { type: 'string', short: 'j' },
@@ -259,11 +255,11 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
       json: { type: 'boolean' },
       'progress-interval': { type: 'string' },
     },
-  });
-  if (values.help) {
-    io.out(`${IMPORT_HELP}\n`);
-    return EXIT.OK;
-  }
+    IMPORT_HELP,
+    io,
+  );
+  if (parsed === undefined) return EXIT.OK;
+  const { values, positionals } = parsed;
   if (positionals.length === 0) throw usage('name at least one directory or file to import', 'import');
   const jobsFlag = numberFlag(values.jobs, 'jobs', 'import', { min: 1, max: 64, integer: true });
   const wait = numberFlag(values.wait, 'wait', 'import', { max: 600 });

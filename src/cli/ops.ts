@@ -1,7 +1,6 @@
 // `pixtable stats`, `verify` and `compact`. stats and verify open the storage read-only (no
 // lock), so they run beside a server; verify --repair and compact need the writer lock.
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { Format } from '../formats.js';
 import type { VerifyProblem } from '../types.js';
@@ -9,12 +8,13 @@ import {
   CliError,
   EXIT,
   STORAGE_HELP,
-  STORAGE_OPTIONS,
   bytes,
   cliLogger,
+  noPositionals,
   numberFlag,
   oneLine,
   openCache,
+  parseCommand,
   resolveConfig,
   table,
   usage,
@@ -86,21 +86,15 @@ async function fetchMetrics(url: string): Promise<string> {
 }
 
 export async function statsCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const parsed = parseCommand(
     args,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      ...STORAGE_OPTIONS,
-      server: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    io.out(`${STATS_HELP}\n`);
-    return EXIT.OK;
-  }
-  if (positionals.length) throw usage(`unexpected argument ${JSON.stringify(positionals[0])}`, 'stats');
+    { server: { type: 'string' }, json: { type: 'boolean' } },
+    STATS_HELP,
+    io,
+  );
+  if (parsed === undefined) return EXIT.OK;
+  const { values, positionals } = parsed;
+  noPositionals(positionals, 'stats');
   if (values.server !== undefined && !/^https?:\/\/./.test(values.server)) {
     throw usage(`--server must be an http:// or https:// URL, got ${JSON.stringify(values.server)}`, 'stats');
   }
@@ -209,23 +203,20 @@ Exit status: 0 no damage (or all of it repaired); 1 damage found; 3 configuratio
 4 storage locked (--repair); 5 storage has no tables.`;
 
 export async function verifyCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const parsed = parseCommand(
     args,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      ...STORAGE_OPTIONS,
+    {
       repair: { type: 'boolean' },
       format: { type: 'string', short: 'f', multiple: true },
       wait: { type: 'string' },
       json: { type: 'boolean' },
     },
-  });
-  if (values.help) {
-    io.out(`${VERIFY_HELP}\n`);
-    return EXIT.OK;
-  }
-  if (positionals.length) throw usage(`unexpected argument ${JSON.stringify(positionals[0])}`, 'verify');
+    VERIFY_HELP,
+    io,
+  );
+  if (parsed === undefined) return EXIT.OK;
+  const { values, positionals } = parsed;
+  noPositionals(positionals, 'verify');
   const wait = numberFlag(values.wait, 'wait', 'verify', { max: 600 });
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
@@ -310,17 +301,10 @@ function indexBytes(tablesDir: string, formats: readonly Format[]): number {
 }
 
 export async function compactCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    strict: true,
-    allowPositionals: true,
-    options: { ...STORAGE_OPTIONS, wait: { type: 'string' } },
-  });
-  if (values.help) {
-    io.out(`${COMPACT_HELP}\n`);
-    return EXIT.OK;
-  }
-  if (positionals.length) throw usage(`unexpected argument ${JSON.stringify(positionals[0])}`, 'compact');
+  const parsed = parseCommand(args, { wait: { type: 'string' } }, COMPACT_HELP, io);
+  if (parsed === undefined) return EXIT.OK;
+  const { values, positionals } = parsed;
+  noPositionals(positionals, 'compact');
   const wait = numberFlag(values.wait, 'wait', 'compact', { max: 600 });
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
