@@ -69,6 +69,11 @@ export interface ServerConfig {
   logLevel: string;
   /** Log one line per completed request (off keeps the hot path lean under load tests). */
   logRequests: boolean;
+  /**
+   * Answer cache hits from the socket before Node's HTTP server (src/http/lane.ts); off sends every
+   * request through Node's parser (a switch for diagnosing a client or proxy interaction).
+   */
+  fastLane: boolean;
   corsOrigin: string | undefined;
 }
 
@@ -110,6 +115,7 @@ export const ENV_VARS = [
   'PIXTABLE_SHUTDOWN_TIMEOUT_MS',
   'PIXTABLE_LOG_LEVEL',
   'PIXTABLE_LOG_REQUESTS',
+  'PIXTABLE_FAST_LANE',
   'PIXTABLE_CORS_ORIGIN',
 ] as const;
 
@@ -339,6 +345,7 @@ export function loadConfig(
     shutdownTimeoutMs: int(env, 'PIXTABLE_SHUTDOWN_TIMEOUT_MS', 0, 3_600_000, 10_000),
     logLevel,
     logRequests: bool(env, 'PIXTABLE_LOG_REQUESTS', true),
+    fastLane: bool(env, 'PIXTABLE_FAST_LANE', true),
     corsOrigin,
   };
   const known = new Set<string>(ENV_VARS);

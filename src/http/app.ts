@@ -30,6 +30,7 @@ import { verifyUrl } from './sign.js';
 import { fetchFromOrigin } from './origin.js';
 import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
 import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
+import { installLane, rawHead, type LaneOut, type LaneRequest } from './lane.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
@@ -51,8 +52,10 @@ export interface AppState {
   ready: boolean;
   thumbs: ThumbCache;
   metrics: Metrics;
-  /** Responses served by the fast path (tests check it is really taken). */
+  /** Responses served by the fast path, lane included (tests check it is really taken). */
   fastResponses: number;
+  /** Of those, the ones the fast lane wrote straight to the socket (lane.ts). */
+  laneResponses: number;
 }
 
 declare module 'fastify' {
@@ -69,6 +72,7 @@ const HAS_ALPHA = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied'
 /** Memory for the fast path's remembered URLs (hot.ts): about 16 000 typical targets. */
 const HOT_URL_BYTES = 4 << 20;
 const kRef = Symbol('pixtable.ref');
+const EMPTY = Buffer.alloc(0);
 type PinnedResponse = http.ServerResponse & { [kRef]?: EntryRef };
 
 /** `{ "error": { code, message } }` as a pre-serialised string (also used outside fastify). */
@@ -134,7 +138,10 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   metrics.attach(cache, thumbs);
 
   // Set further down, once the routes' state exists; the server is created first.
-  const fast: { path?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean } = {};
+  const fast: {
+    path?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+    lane?: (req: LaneRequest, out: LaneOut) => boolean;
+  } = {};
   const app = Fastify({
     logger: opts.logger ?? { level: config.logLevel },
     // fastify's default is two lines per request; we write one (onResponse), or none under load.
@@ -164,6 +171,18 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       const drain = makeDrainable(server);
       // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
       server.setTimeout(config.idleTimeoutMs);
+      // Hits straight from the socket, before Node's HTTP machinery (lane.ts); connections move to
+      // Node (and fast.path) at their first request the lane does not answer.
+      if (config.fastLane) {
+        installLane(server, {
+          handle: (req, out) => fast.lane !== undefined && fast.lane(req, out),
+          open: () => !drain.draining,
+          keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+          idleTimeoutMs: config.idleTimeoutMs,
+          maxHeaderBytes: http.maxHeaderSize,
+          requestIds: config.logRequests,
+        });
+      }
       return server;
     },
     // While draining, requests on open keep-alive connections are still answered (with
@@ -185,7 +204,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { coerceTypes: false } },
   });
-  const state: AppState = { ready: true, thumbs, metrics, fastResponses: 0 };
+  const state: AppState = { ready: true, thumbs, metrics, fastResponses: 0, laneResponses: 0 };
   app.decorate('pixtable', state);
 
   const cacheControl = config.cacheControl;
@@ -627,14 +646,12 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     return 200;
   }
 
-  fast.path = (req, res) => {
-    if (!state.ready) return false;
-    const t0 = logRequests ? performance.now() : 0;
-    const method = req.method;
-    const isHead = method === 'HEAD';
-    if (method !== 'GET' && !isHead) return false;
-    const url = req.url ?? '';
-    const hd = scanHeaders(req.rawHeaders);
+  /**
+   * The remembered answer to `url` if it is still current (re-remembered when not), else undefined:
+   * the fastify route answers. For thumbnails `foundThumb` is set to the encoding to send.
+   */
+  let foundThumb: EncodedThumb | undefined;
+  function lookup(url: string, hd: FastHeaders): Hot | undefined {
     let h = hot.get(url);
     if (h === BY_ACCEPT) h = hot.get(`${url}\n${hd.accept ?? ''}`);
     let t: EncodedThumb | undefined;
@@ -645,18 +662,94 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       !cache.current(h.ref)
     ) {
       h = remember(url, hd);
-      if (h === undefined) return false;
-      if (h.thumbKey !== undefined && (t = thumbs.get(h.thumbKey)) === undefined) return false;
+      if (h === undefined) return undefined;
+      if (h.thumbKey !== undefined && (t = thumbs.get(h.thumbKey)) === undefined) return undefined;
     }
-    const status = answer(res, h, t, isHead, hd.ifNoneMatch);
+    foundThumb = t;
+    return h;
+  }
+
+  function done(
+    h: Hot,
+    method: string,
+    url: string,
+    isHead: boolean,
+    status: number,
+    reqId: unknown,
+    t0: number,
+  ) {
     h.counter.inc(isHead, status);
     state.fastResponses++;
     if (logRequests) {
-      const reqId = req.headers['x-request-id'] ?? `f-${state.fastResponses}`;
-      log.info({ reqId, method, url, status, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'request');
+      log.info(
+        {
+          reqId: reqId ?? `f-${state.fastResponses}`,
+          method,
+          url,
+          status,
+          ms: Math.round((performance.now() - t0) * 10) / 10,
+        },
+        'request',
+      );
     }
+  }
+
+  fast.path = (req, res) => {
+    if (!state.ready) return false;
+    const t0 = logRequests ? performance.now() : 0;
+    const method = req.method;
+    const isHead = method === 'HEAD';
+    if (method !== 'GET' && !isHead) return false;
+    const url = req.url ?? '';
+    const hd = scanHeaders(req.rawHeaders);
+    const h = lookup(url, hd);
+    if (h === undefined) return false;
+    const status = answer(res, h, foundThumb, isHead, hd.ifNoneMatch);
+    done(h, method, url, isHead, status, logRequests ? req.headers['x-request-id'] : undefined, t0);
     return true;
   };
+
+  fast.lane = (req, out) => {
+    if (!state.ready) return false;
+    const t0 = logRequests ? performance.now() : 0;
+    const h = lookup(req.target, req);
+    if (h === undefined) return false;
+    const status = answerLane(out, h, foundThumb, req.isHead, req.ifNoneMatch);
+    state.laneResponses++;
+    done(h, req.isHead ? 'HEAD' : 'GET', req.target, req.isHead, status, req.requestId, t0);
+    return true;
+  };
+
+  /** answer() for the lane: prepared heads written straight to the socket. */
+  function answerLane(
+    out: LaneOut,
+    h: Hot,
+    t: EncodedThumb | undefined,
+    isHead: boolean,
+    inm: string | undefined,
+  ): number {
+    if (t !== undefined) {
+      const r = t.raw;
+      if (etagMatches(inm, t.etag)) {
+        out.send(h.vary ? r.notModifiedVary : r.notModified, undefined);
+        return 304;
+      }
+      // the encoding is a JS Buffer the queued write keeps alive: nothing to pin
+      out.send(h.vary ? r.okVary : r.ok, isHead ? undefined : t.body);
+      return 200;
+    }
+    const ref = h.ref;
+    if (inm !== undefined && etagMatches(inm, ref.etag)) {
+      out.send(h.head304, undefined);
+      return 304;
+    }
+    if (out.send(h.head, isHead ? undefined : ref.pixels)) {
+      // part of the slice is still queued and will be read from the mapping: pin until written
+      cache.pinRef(ref);
+      out.afterFlush(() => cache.unpinRef(ref));
+    }
+    return 200;
+  }
 
   /**
    * The full fast path: parses and checks the URL, finds the entry (and cached encoding) and
@@ -698,11 +791,15 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     }
     if (ref === undefined) return undefined;
     if (isPixels) {
+      const headers = wholeEntryHeaders(ref);
+      const notModified = notModifiedHeaders(ref.etag);
       const h: Hot = {
         ref,
         thumbKey: undefined,
-        headers: wholeEntryHeaders(ref),
-        notModified: notModifiedHeaders(ref.etag),
+        headers,
+        notModified,
+        head: rawHead(200, headers),
+        head304: rawHead(304, notModified),
         vary: false,
         expiresAt,
         counter: pixelsCounter,
@@ -717,6 +814,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       thumbKey,
       headers: [],
       notModified: [],
+      head: EMPTY,
+      head304: EMPTY,
       vary: negotiated,
       expiresAt,
       counter: thumbsCounter,

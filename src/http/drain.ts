@@ -29,6 +29,11 @@ export function makeDrainable(server: http.Server): Drain {
     for (const s of sockets) if (idle(s)) s.destroy();
   };
   server.closeIdleConnections = reap;
+  // Node's own version only knows connections its HTTP parser holds; those still in the fast lane
+  // (lane.ts) are not among them.
+  server.closeAllConnections = () => {
+    for (const s of sockets) s.destroy();
+  };
   server.close = function close(cb?: (err?: Error) => void) {
     state.draining = true;
     net.Server.prototype.close.call(server, cb);

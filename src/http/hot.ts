@@ -20,6 +20,9 @@ export interface Hot {
   /** Raw pixels: the 200 and 304 header lists (thumbnails carry theirs on the encoding). */
   headers: string[];
   notModified: string[];
+  /** Raw pixels: the same as status line + header bytes for the fast lane (lane.ts rawHead). */
+  head: Buffer;
+  head304: Buffer;
   /** Thumbnail chosen from Accept: responses carry `Vary: Accept`. */
   vary: boolean;
   /** `exp` of a signed URL in ms since the epoch; Infinity when unsigned or without exp. */
@@ -36,6 +39,8 @@ export const BY_ACCEPT: Hot = Object.freeze({
   thumbKey: undefined,
   headers: [],
   notModified: [],
+  head: Buffer.alloc(0),
+  head304: Buffer.alloc(0),
   vary: true,
   expiresAt: -Infinity,
   counter: { inc() {} },

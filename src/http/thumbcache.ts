@@ -3,6 +3,7 @@
 // be answered with the old encoding; stale encodings just age out. Concurrent requests for one
 // missing encoding share a single encode.
 import { LRUCache } from 'lru-cache';
+import { rawHead } from './lane.js';
 
 export interface EncodedThumb {
   body: Buffer;
@@ -13,6 +14,15 @@ export interface EncodedThumb {
   length: string;
   /** Header lists built once per encoding, so a hit writes one prepared array. */
   headers: ThumbHeaders;
+  /** The same four as status line + header bytes, for the fast lane. */
+  raw: RawThumbHeads;
+}
+
+export interface RawThumbHeads {
+  ok: Buffer;
+  okVary: Buffer;
+  notModified: Buffer;
+  notModifiedVary: Buffer;
 }
 
 export interface ThumbHeaders {
@@ -34,16 +44,23 @@ export function encodedThumb(
   const length = String(body.length);
   const validators = ['ETag', etag, 'Cache-Control', cacheControl, ...extra];
   const ok = ['Content-Type', contentType, 'Content-Length', length, ...validators];
+  const headers: ThumbHeaders = {
+    ok,
+    okVary: [...ok, 'Vary', 'Accept'],
+    notModified: validators,
+    notModifiedVary: [...validators, 'Vary', 'Accept'],
+  };
   return {
     body,
     etag,
     contentType,
     length,
-    headers: {
-      ok,
-      okVary: [...ok, 'Vary', 'Accept'],
-      notModified: validators,
-      notModifiedVary: [...validators, 'Vary', 'Accept'],
+    headers,
+    raw: {
+      ok: rawHead(200, headers.ok),
+      okVary: rawHead(200, headers.okVary),
+      notModified: rawHead(304, headers.notModified),
+      notModifiedVary: rawHead(304, headers.notModifiedVary),
     },
   };
 }
