@@ -1,6 +1,6 @@
 // `npm run bench:http`: pixtable's HTTP hot paths against nginx and against decode-per-request
 // servers, with wrk on loopback. Everything is started here and stopped at the end: pixtable
-// (`pixtable serve`, one process), nginx (temporary prefix and config, one worker, sendfile on),
+// (`pixtable serve`: the writer, plus read-only readers with the fast lane on and off), nginx (temporary prefix and config, one worker, sendfile on),
 // a sharp-per-request server (what imgproxy/thumbor do; node:cluster, one worker per core) and
 // nginx's image_filter module. Each ratio comes from one run in which both sides are measured back
 // to back, in interleaved one-second slices (see measurePair); the table reports the median of
@@ -21,7 +21,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { ImageCache, type EntryRef } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -321,19 +320,6 @@ http {
     children.push(bare);
     const bbase = `http://127.0.0.1:${bport}`;
     await waitFor(`${bbase}/`);
-    // The engine's hit (current(ref), mapping slice) inside the same bare handler, read-only on the
-    // bench storage: splits pixtable's distance from the bare handler into engine and server layer.
-    const eport = await freePort();
-    const engineServer = spawnOn(
-      0,
-      process.execPath,
-      [fileURLToPath(import.meta.url), '--engine-server', String(eport), storage, formats],
-      { stdio: ['ignore', 'inherit', 'inherit'] },
-    );
-    children.push(engineServer);
-    const ebase = `http://127.0.0.1:${eport}`;
-    await waitFor(`${ebase}/`);
-
     // A second pixtable process on the same storage, read-only (no writer lock, shares the page
     // cache) and without per-hit revalidation of the source file (a stat per request): what a
     // fleet of readers in front of one writer looks like, and the cost of revalidation.
@@ -343,9 +329,28 @@ http {
     const ro256 = `${rbase}/v1/pixels/bench-256/bench/source.jpg`;
     const ro64 = `${rbase}/v1/pixels/bench-64/bench/source.jpg`;
     const roThumb = `${rbase}/v1/thumbnails/bench-256/bench/source.jpg?type=webp`;
+    // A third, as the second but with the fast lane off (PIXTABLE_FAST_LANE=false): every request
+    // through Node's HTTP parser and fastify's server, i.e. what the lane saves.
+    const oport = await freePort();
+    await pixtable(oport, {
+      PIXTABLE_READ_ONLY: 'true',
+      PIXTABLE_REVALIDATE: 'false',
+      PIXTABLE_FAST_LANE: 'false',
+    });
+    const off64 = `http://127.0.0.1:${oport}/v1/pixels/bench-64/bench/source.jpg`;
 
     // warm every path once (first hits map chunks and fill the encoded-thumbnail cache)
-    for (const u of [raw256, raw64, thumb, ro256, ro64, roThumb, `${nbase}/e256`, `${nbase}/thumb.webp`])
+    for (const u of [
+      raw256,
+      raw64,
+      thumb,
+      ro256,
+      ro64,
+      roThumb,
+      off64,
+      `${nbase}/e256`,
+      `${nbase}/thumb.webp`,
+    ])
       wrk(u, 4, 1);
 
     interface Pair {
@@ -391,14 +396,6 @@ http {
         reference: true,
       },
       {
-        name: 'reference: engine hit in a bare node:http handler',
-        ours: `${ebase}/`,
-        theirs: `${bbase}/`,
-        against: 'bare node:http handler (reference)',
-        target: 0,
-        reference: true,
-      },
-      {
         name: 'raw 256 KiB, 2nd process: read-only, no revalidate',
         ours: ro256,
         theirs: `${nbase}/e256`,
@@ -411,6 +408,14 @@ http {
         theirs: `${nbase}/e64`,
         against: 'nginx static, sendfile',
         target: 0.7,
+      },
+      {
+        name: 'reference: raw 16 KiB, 3rd process: as the 2nd, fast lane off',
+        ours: off64,
+        theirs: `${nbase}/e64`,
+        against: 'nginx static, sendfile',
+        target: 0,
+        reference: true,
       },
       {
         name: `thumbnail hit, WebP (${webp.length} B)`,
@@ -505,59 +510,7 @@ http {
   }
 }
 
-if (process.argv[2] === '--engine-server') {
-  // What `pixtable serve` does per hit, minus the server around it: a remembered EntryRef checked
-  // with current(), its mapping slice written, a pin only when the socket did not take it all.
-  const cache = await ImageCache.open({
-    storage: process.argv[4] as string,
-    formats: JSON.parse(process.argv[5] as string) as [],
-    readOnly: true,
-  });
-  let ref = cache.peekRef('bench-64', 'bench/source.jpg');
-  let headers: string[] = [];
-  const unpin = function (this: http.ServerResponse & { ref?: EntryRef }) {
-    if (this.ref) cache.unpinRef(this.ref);
-  };
-  http
-    .createServer((_req, res: http.ServerResponse & { ref?: EntryRef }) => {
-      if (ref === undefined || !cache.current(ref)) {
-        ref = cache.peekRef('bench-64', 'bench/source.jpg');
-        if (ref === undefined) {
-          res.writeHead(404);
-          res.end();
-          return;
-        }
-        headers = [
-          'Content-Type',
-          'application/octet-stream',
-          'Content-Length',
-          String(ref.pixels.length),
-          'ETag',
-          ref.etag,
-          'Cache-Control',
-          'public, max-age=31536000, immutable',
-          'Accept-Ranges',
-          'bytes',
-          'X-Image-Width',
-          String(ref.width),
-          'X-Image-Height',
-          String(ref.height),
-          'X-Row-Stride',
-          String(ref.stride),
-          'X-Pixel-Format',
-          ref.pixelFormat,
-        ];
-      }
-      res.writeHead(200, headers);
-      res.end(ref.pixels);
-      if (res.socket === null || res.socket.writableLength !== 0) {
-        cache.pinRef(ref);
-        res.ref = ref;
-        res.on('close', unpin);
-      }
-    })
-    .listen(Number(process.argv[3]), '127.0.0.1');
-} else if (process.argv[2] === '--bare-server') {
+if (process.argv[2] === '--bare-server') {
   const body = fs.readFileSync(process.argv[4] as string);
   const headers = [
     'Content-Type',
