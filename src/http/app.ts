@@ -174,13 +174,17 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       // Hits straight from the socket, before Node's HTTP machinery (lane.ts); connections move to
       // Node (and fast.path) at their first request the lane does not answer.
       if (config.fastLane) {
-        installLane(server, {
+        const lane = installLane(server, {
           handle: (req, out) => fast.lane !== undefined && fast.lane(req, out),
           open: () => !drain.draining,
           keepAliveTimeoutMs: config.keepAliveTimeoutMs,
           idleTimeoutMs: config.idleTimeoutMs,
           maxHeaderBytes: http.maxHeaderSize,
           requestIds: config.logRequests,
+        });
+        metrics.attachLane({
+          responses: () => state.laneResponses,
+          handovers: () => lane.handovers,
         });
       }
       return server;

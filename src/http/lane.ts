@@ -77,14 +77,21 @@ export function rawHead(status: 200 | 304, headers: readonly string[]): Buffer {
  * (the one http.Server installed) at their first request the lane does not answer. Call right after
  * creating the server, before it listens.
  */
-export function installLane(server: http.Server, opts: LaneOptions): void {
+export function installLane(server: http.Server, opts: LaneOptions): LaneStats {
   const node = server.listeners('connection')[0] as ((socket: net.Socket) => void) | undefined;
   if (node === undefined) throw new Error('installLane: the server has no connection handler');
   server.removeListener('connection', node);
   const tails = new Tails(opts.keepAliveTimeoutMs);
+  const stats: LaneStats = { handovers: 0 };
   server.prependListener('connection', (socket: net.Socket) => {
-    new Conn(socket, server, node, opts, tails);
+    new Conn(socket, server, node, opts, tails, stats);
   });
+  return stats;
+}
+
+export interface LaneStats {
+  /** Connections given to Node's handler so far. */
+  handovers: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -92,18 +99,16 @@ const EMPTY = Buffer.alloc(0);
 class Conn implements LaneOut {
   private closing = false;
   private paused = false;
+  /** false once the connection was handed over or is closing: its timeouts are not ours then. */
+  private mine = true;
+  /** afterFlush() callbacks of the chunk being answered; one marker write covers them all. */
+  private waiters: (() => void)[] = [];
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
   private readonly onTimeout = (): void => {
     this.socket.destroy();
   };
   private readonly onEnd = (): void => {
     this.socket.end();
-  };
-  private readonly onDrain = (): void => {
-    if (!this.paused || this.socket.writableLength !== 0) return;
-    this.paused = false;
-    this.socket.setTimeout(this.opts.keepAliveTimeoutMs);
-    this.socket.resume();
   };
 
   constructor(
@@ -112,18 +117,28 @@ class Conn implements LaneOut {
     private readonly node: (socket: net.Socket) => void,
     private readonly opts: LaneOptions,
     private readonly tails: Tails,
+    private readonly stats: LaneStats,
   ) {
     socket.setTimeout(opts.keepAliveTimeoutMs);
     socket.on('data', this.onData);
     socket.on('timeout', this.onTimeout);
     socket.on('end', this.onEnd);
-    socket.on('drain', this.onDrain);
-    socket.on('error', noop); // ECONNRESET and the like: the socket closes, 'close' releases pins
+    socket.on('error', noop); // ECONNRESET and the like: the socket closes, queued writes fail
   }
 
   private read(chunk: Buffer): void {
-    const s = chunk.toString('latin1'); // one char per byte: string offsets are byte offsets
     const opts = this.opts;
+    const socket = this.socket;
+    // Not GET or HEAD (an upload, say): no need to turn the chunk into a string to find that out.
+    if (chunk[0] !== 0x47 && chunk[0] !== 0x48) {
+      this.handover(chunk);
+      return;
+    }
+    // Requests arriving while earlier answers are still queued: the client pipelines faster than
+    // it reads. Reading stops after this chunk until the queue is written, so queued responses
+    // (and the pins behind them) stay bounded by one chunk's worth.
+    const pipelining = socket.writableLength !== 0;
+    const s = chunk.toString('latin1'); // one char per byte: string offsets are byte offsets
     let pos = 0;
     while (pos < s.length) {
       const r = opts.open() ? parseRequest(s, pos, opts.maxHeaderBytes, opts.requestIds) : undefined;
@@ -134,21 +149,44 @@ class Conn implements LaneOut {
       }
       pos = r.end;
       if (r.close) {
-        this.socket.removeListener('data', this.onData);
-        this.socket.end();
-        break;
+        this.mine = false;
+        socket.removeListener('data', this.onData);
+        if (socket.writableLength !== 0) {
+          socket.setTimeout(opts.idleTimeoutMs);
+          this.flushLater(); // before end(): a write after it would fail at once
+        }
+        socket.end();
+        return;
       }
     }
-    const socket = this.socket;
     if (socket.writableLength === 0) return;
-    // A response is still queued: the client has idleTimeoutMs to make progress reading it. If it
-    // pipelines faster than it reads, reading stops until the queue is written, so queued
-    // responses (and the pins behind them) stay bounded by one chunk's worth.
+    // A response is still queued: the client has idleTimeoutMs to make progress reading it, and
+    // keepAliveTimeoutMs again once it is written (as Node's server does).
     socket.setTimeout(opts.idleTimeoutMs);
-    if (this.closing) return;
-    this.paused = true;
-    socket.pause();
-    if (!socket.writableNeedDrain) this.afterFlush(this.onDrain);
+    if (pipelining) {
+      this.paused = true;
+      socket.pause();
+    }
+    this.flushLater();
+  }
+
+  /** One marker write behind everything queued now: it runs the waiters when all of it is written. */
+  private flushLater(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    // Writes complete in order: an empty write's callback runs once everything before it was
+    // written, and also (with an error) when the socket is destroyed first.
+    this.socket.write(EMPTY, () => {
+      for (const fn of waiters) fn();
+      const socket = this.socket;
+      if (socket.writableLength !== 0 || socket.destroyed) return;
+      if (!this.mine) return;
+      socket.setTimeout(this.opts.keepAliveTimeoutMs);
+      if (this.paused) {
+        this.paused = false;
+        socket.resume();
+      }
+    });
   }
 
   send(head: Buffer, body: Buffer | undefined): boolean {
@@ -162,13 +200,8 @@ class Conn implements LaneOut {
   }
 
   afterFlush(fn: () => void): void {
-    if (this.socket.writableLength === 0) {
-      fn();
-      return;
-    }
-    // Writes complete in order: an empty write's callback runs once everything before it was
-    // written, and also (with an error) when the socket is destroyed first.
-    this.socket.write(EMPTY, () => fn());
+    if (this.socket.writableLength === 0) fn();
+    else this.waiters.push(fn);
   }
 
   /** Gives the connection to Node's HTTP server, `rest` being the bytes not answered yet. */
@@ -177,9 +210,11 @@ class Conn implements LaneOut {
     socket.removeListener('data', this.onData);
     socket.removeListener('timeout', this.onTimeout);
     socket.removeListener('end', this.onEnd);
-    socket.removeListener('drain', this.onDrain);
     socket.removeListener('error', noop);
+    if (this.waiters.length !== 0) this.flushLater();
+    this.mine = false;
     this.paused = false;
+    this.stats.handovers++;
     // Node's handler sets its own socket timeout and listeners, and starts its parser reading the
     // socket; the bytes already read are handed to that parser through its 'data' listener first,
     // before any later read can reach it.

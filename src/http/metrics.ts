@@ -10,6 +10,7 @@ export class Metrics {
   private readonly decodeHistogram: client.Histogram;
   private cache: PixelCache | undefined;
   private thumbs: ThumbCache | undefined;
+  private lane: LaneCounts | undefined;
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'pixtable_process_' });
@@ -108,6 +109,33 @@ export class Metrics {
       'Encodings held by the encoded-thumbnail cache',
       () => self.thumbs?.size,
     );
+    const total = (name: string, help: string, read: () => number | undefined) =>
+      new client.Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const v = read();
+          if (v === undefined) return;
+          this.reset();
+          this.inc(v);
+        },
+      });
+    total(
+      'pixtable_http_lane_responses_total',
+      'Responses the fast lane wrote straight to the socket (also counted in pixtable_http_requests_total)',
+      () => self.lane?.responses(),
+    );
+    total(
+      'pixtable_http_lane_handovers_total',
+      'Connections the fast lane handed to Node’s HTTP server at a request it did not answer',
+      () => self.lane?.handovers(),
+    );
+  }
+
+  /** Where the fast lane's counts are read at scrape time (src/http/lane.ts). */
+  attachLane(lane: LaneCounts): void {
+    this.lane = lane;
   }
 
   attach(cache: PixelCache, thumbs: ThumbCache): void {
@@ -152,6 +180,11 @@ export class Metrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+export interface LaneCounts {
+  responses(): number;
+  handovers(): number;
 }
 
 export class RouteCounter {

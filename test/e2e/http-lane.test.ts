@@ -285,11 +285,14 @@ test('a pipelining client that does not read: reading stops, pins are held, then
     const l0 = t.app.pixtable.laneResponses;
     c.send(GET('/v1/pixels/huge/a.png').repeat(20));
     await until(() => pinned(t) === 1);
-    // later pipelined bytes stay unread while the queue is full
+    // more requests while answers are still queued: this chunk is answered, then reading stops
     c.sock.write(GET('/v1/pixels/huge/a.png').repeat(20));
     await new Promise((r) => setTimeout(r, 100));
     const answered = t.app.pixtable.laneResponses - l0;
-    assert.ok(answered >= 1 && answered <= 20, `${answered} answered from the first chunk`);
+    assert.ok(answered >= 20 && answered <= 40, `${answered} answered from the first two chunks`);
+    c.sock.write(GET('/v1/pixels/huge/a.png').repeat(20));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(t.app.pixtable.laneResponses - l0, answered, 'the third chunk is not read');
     await until(() => pinned(t) === 0, 5000);
     assert.equal(t.app.pixtable.laneResponses - l0, answered, 'nothing more read after the pause');
     c.destroy();
@@ -341,4 +344,19 @@ test('shutdown closes idle lane connections and cuts stuck ones after the grace 
   await idle.waitClosed();
   stuck.sock.resume(); // a paused socket would not notice the reset
   await stuck.waitClosed();
+});
+
+test('/metrics counts lane responses and handovers', async () => {
+  const c = new Client(s.url);
+  c.send(GET('/v1/pixels/small/a.png') + GET('/v1/pixels/small/a.png', 'Range: bytes=0-0\r\n'));
+  assert.equal((await c.next()).status, 200);
+  assert.equal((await c.next()).status, 206);
+  c.destroy();
+  // the /metrics request is itself handed over (not a remembered hit)
+  const m = (await request(s.url, '/metrics')).body.toString();
+  const lane = Number(/^pixtable_http_lane_responses_total (\d+)$/m.exec(m)?.[1]);
+  const handovers = Number(/^pixtable_http_lane_handovers_total (\d+)$/m.exec(m)?.[1]);
+  assert.equal(lane, s.app.pixtable.laneResponses);
+  assert.ok(lane >= 1);
+  assert.ok(handovers >= 2, `${handovers} handovers`);
 });

@@ -209,6 +209,11 @@ test('every request the lane accepts, Node parses the same way (seeded mutations
     '\u0001',
     '0',
     'H',
+    '#',
+    '%',
+    '?',
+    '\u000b',
+    '\u00e9',
   ];
   let seed = 0x9e3779b9;
   const rand = (n: number) => {
