@@ -52,12 +52,18 @@ const HELP: Record<string, string> = {
   PIXTABLE_SHUTDOWN_TIMEOUT_MS: 'grace period for in-flight requests on SIGTERM (default 10000)',
   PIXTABLE_LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
   PIXTABLE_LOG_REQUESTS: 'one JSON log line per request (default true)',
+  PIXTABLE_FAST_LANE: 'answer cache hits from the socket before Node’s HTTP server (default true)',
   PIXTABLE_CORS_ORIGIN: 'Access-Control-Allow-Origin value (default: no CORS headers)',
 };
 
-const BOOLEAN_VARS = new Set(['PIXTABLE_READ_ONLY', 'PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS']);
+const BOOLEAN_VARS = new Set([
+  'PIXTABLE_READ_ONLY',
+  'PIXTABLE_REVALIDATE',
+  'PIXTABLE_LOG_REQUESTS',
+  'PIXTABLE_FAST_LANE',
+]);
 /** Booleans that default to true: their flag is the negation (`--no-revalidate`). */
-const DEFAULT_TRUE = new Set(['PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS']);
+const DEFAULT_TRUE = new Set(['PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS', 'PIXTABLE_FAST_LANE']);
 
 /** PIXTABLE_DECODE_CONCURRENCY → decode-concurrency, PORT → port. */
 export function flagName(env: string): string {

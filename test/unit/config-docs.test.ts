@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { ENV_VARS } from '../../src/config/env.js';
+import { serveSettings } from '../../src/cli/serve.js';
 
 const doc = fs.readFileSync(new URL('../../../docs/config.md', import.meta.url), 'utf8');
 
@@ -15,4 +16,11 @@ test('docs/config.md has a row for every variable the server reads, and no unkno
     [...rows].filter((v) => !(ENV_VARS as readonly string[]).includes(v!)),
     [],
   );
+});
+
+test('`pixtable serve --help` describes every variable itself, not by a pointer to the docs', () => {
+  const vague = serveSettings()
+    .filter((s) => s.help === 'see docs/config.md')
+    .map((s) => s.env);
+  assert.deepEqual(vague, []);
 });
