@@ -181,6 +181,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
           idleTimeoutMs: config.idleTimeoutMs,
           maxHeaderBytes: http.maxHeaderSize,
           requestIds: config.logRequests,
+          onError: (err) => app.log.error({ err }, 'fast lane: answering a request failed'),
         });
         metrics.attachLane({
           responses: () => state.laneResponses,

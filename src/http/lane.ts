@@ -63,6 +63,11 @@ export interface LaneOptions {
   maxHeaderBytes: number;
   /** Read X-Request-Id (only request logging uses it). */
   requestIds: boolean;
+  /**
+   * A throw from `handle` (a bug): the connection is destroyed, since part of a response may
+   * already be written, and the error reported here instead of taking the process down.
+   */
+  onError(e: unknown): void;
 }
 
 /** `HTTP/1.1 <status>` and the given header list as bytes, without the closing blank line. */
@@ -142,8 +147,18 @@ class Conn implements LaneOut {
     let pos = 0;
     while (pos < s.length) {
       const r = opts.open() ? parseRequest(s, pos, opts.maxHeaderBytes, opts.requestIds) : undefined;
-      if (r !== undefined) this.closing = r.close;
-      if (r === undefined || !opts.handle(r, this)) {
+      let answered = false;
+      if (r !== undefined) {
+        this.closing = r.close;
+        try {
+          answered = opts.handle(r, this);
+        } catch (e) {
+          socket.destroy();
+          opts.onError(e);
+          return;
+        }
+      }
+      if (r === undefined || !answered) {
         this.handover(pos === 0 ? chunk : chunk.subarray(pos));
         return;
       }

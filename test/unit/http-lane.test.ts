@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { parseRequest, rawHead } from '../../src/http/lane.js';
+import { installLane, parseRequest, rawHead } from '../../src/http/lane.js';
 
 const MAX = 16 * 1024;
 const parse = (s: string, requestIds = false) => {
@@ -244,4 +244,51 @@ test('every request the lane accepts, Node parses the same way (seeded mutations
   // the mutations must exercise both sides: some accepted (and compared), most refused
   assert.ok(accepted >= 40, `only ${accepted} mutations accepted`);
   assert.ok(accepted < N / 2, `${accepted} of ${N} mutations accepted: the grammar is not being exercised`);
+});
+
+test('installLane on a plain server: answers, hands over, and survives a throwing handler', async () => {
+  const errors: unknown[] = [];
+  const body = Buffer.from('lane body');
+  const srv = http.createServer((req, res) => res.end(`node saw ${req.url ?? ''}`));
+  installLane(srv, {
+    handle(req, out) {
+      if (req.target === '/boom') throw new Error('handler bug');
+      if (req.target !== '/lane') return false;
+      out.send(rawHead(200, ['Content-Length', String(body.length)]), body);
+      return true;
+    },
+    open: () => true,
+    keepAliveTimeoutMs: 5000,
+    idleTimeoutMs: 5000,
+    maxHeaderBytes: MAX,
+    requestIds: false,
+    onError: (e) => errors.push(e),
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const p = (srv.address() as net.AddressInfo).port;
+  const exchange = (send: string) =>
+    new Promise<string>((resolve) => {
+      const c = net.connect(p, '127.0.0.1', () => c.write(send));
+      let got = '';
+      c.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      c.on('close', () => resolve(got));
+      c.on('error', () => {});
+    });
+  try {
+    const both = await exchange(
+      'GET /lane HTTP/1.1\r\nHost: h\r\n\r\nGET /other HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n',
+    );
+    assert.match(
+      both,
+      /^HTTP\/1\.1 200 OK\r\nContent-Length: 9\r\nDate: [^\r]+\r\nConnection: keep-alive\r\n/,
+    );
+    assert.ok(both.includes('\r\n\r\nlane body'), 'the lane answered the first');
+    assert.ok(both.endsWith('node saw /other'), 'Node answered the second, after the first');
+    assert.equal(await exchange('GET /boom HTTP/1.1\r\nHost: h\r\n\r\n'), '', 'cut without a response');
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /handler bug/);
+    assert.match(await exchange('GET /lane HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'), /lane body$/);
+  } finally {
+    await new Promise<void>((r) => srv.close(() => r()));
+  }
 });
