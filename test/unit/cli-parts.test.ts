@@ -100,7 +100,7 @@ describe('pixtable serve flags mirror the environment variables', () => {
     const help = serveHelp();
     for (const v of ENV_VARS) {
       assert.ok(help.includes(v), `${v} missing from serve --help`);
-      const flag = ['PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS'].includes(v)
+      const flag = ['PIXTABLE_REVALIDATE', 'PIXTABLE_LOG_REQUESTS', 'PIXTABLE_FAST_LANE'].includes(v)
         ? `no-${flagName(v)}`
         : flagName(v);
       assert.ok(help.includes(`--${flag}`), `--${flag} missing from serve --help`);
