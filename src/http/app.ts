@@ -30,7 +30,7 @@ import { verifyUrl } from './sign.js';
 import { fetchFromOrigin } from './origin.js';
 import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
 import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
-import { installLane, rawHead, type LaneOut, type LaneRequest } from './lane.js';
+import { installLane, rawHead, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
@@ -56,6 +56,8 @@ export interface AppState {
   fastResponses: number;
   /** Of those, the ones the fast lane wrote straight to the socket (lane.ts). */
   laneResponses: number;
+  /** The fast lane's connection counts; undefined when it is off (PIXTABLE_FAST_LANE=false). */
+  lane: LaneStats | undefined;
 }
 
 declare module 'fastify' {
@@ -142,6 +144,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     path?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
     lane?: (req: LaneRequest, out: LaneOut) => boolean;
   } = {};
+  let laneStats: LaneStats | undefined;
   const app = Fastify({
     logger: opts.logger ?? { level: config.logLevel },
     // fastify's default is two lines per request; we write one (onResponse), or none under load.
@@ -174,7 +177,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       // Hits straight from the socket, before Node's HTTP machinery (lane.ts); connections move to
       // Node (and fast.path) at their first request the lane does not answer.
       if (config.fastLane) {
-        const lane = installLane(server, {
+        const lane = (laneStats = installLane(server, {
           handle: (req, out) => fast.lane !== undefined && fast.lane(req, out),
           open: () => !drain.draining,
           keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -182,9 +185,10 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
           maxHeaderBytes: http.maxHeaderSize,
           requestIds: config.logRequests,
           onError: (err) => app.log.error({ err }, 'fast lane: answering a request failed'),
-        });
+        }));
         metrics.attachLane({
           responses: () => state.laneResponses,
+          delegated: () => lane.delegated,
           handovers: () => lane.handovers,
         });
       }
@@ -209,7 +213,14 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { coerceTypes: false } },
   });
-  const state: AppState = { ready: true, thumbs, metrics, fastResponses: 0, laneResponses: 0 };
+  const state: AppState = {
+    ready: true,
+    thumbs,
+    metrics,
+    fastResponses: 0,
+    laneResponses: 0,
+    lane: laneStats,
+  };
   app.decorate('pixtable', state);
 
   const cacheControl = config.cacheControl;

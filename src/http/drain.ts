@@ -8,6 +8,7 @@
 // until none remain (the caller's grace period may still cut the rest with closeAllConnections()).
 import type http from 'node:http';
 import net from 'node:net';
+import { laneBusy } from './lane.js';
 
 export interface Drain {
   /** true once close() was called: responses then carry `Connection: close`. */
@@ -23,8 +24,11 @@ export function makeDrainable(server: http.Server): Drain {
   });
   // `_httpMessage` is the response currently bound to the socket (Node sets it for the life of a
   // response and clears it after 'finish'); writableLength is what userspace still has to send.
+  // laneBusy: a request the fast lane passed to Node is in progress on the socket (lane.ts).
   const idle = (s: net.Socket) =>
-    (s as net.Socket & { _httpMessage?: unknown })._httpMessage == null && s.writableLength === 0;
+    (s as net.Socket & { _httpMessage?: unknown })._httpMessage == null &&
+    s.writableLength === 0 &&
+    !laneBusy(s);
   const reap = () => {
     for (const s of sockets) if (idle(s)) s.destroy();
   };

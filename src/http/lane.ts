@@ -8,16 +8,21 @@
 // of a socket chunk, and answers those `handle` accepts with one corked write (prepared head, Date
 // and Connection lines, body).
 //
-// Anything else is given, with the bytes not yet answered, to Node's own connection handler, which
-// then owns the connection for the rest of its life: a request split over two reads, a body
-// (Content-Length other than 0, Transfer-Encoding), HTTP/1.0, Upgrade/Expect, a missing or repeated
-// Host, any byte outside the grammar below, a head beyond maxHeaderBytes, and every request `handle`
-// declines (misses, errors, ranges). Node's parser and timeouts (headers, request, keep-alive) then
-// apply exactly as without the lane, so the lane never holds a partial request, never reads a body
-// and never has to produce an error itself. The grammar is deliberately narrower than RFC 9112:
-// whatever the lane answers, llhttp would parse the same way; whatever is doubtful goes to llhttp.
+// A request of that grammar the lane does not answer (a miss, a Range, a rectangle, /metrics, any
+// error) is passed to Node's server on its own: through a Session, a Duplex standing in for the
+// socket, with reading paused until Node's response is written; then the lane goes on with the
+// connection. A request outside the grammar leaves the connection to Node for good, with the bytes
+// not yet answered: a head split over two reads, a body (Content-Length other than 0,
+// Transfer-Encoding), HTTP/1.0, Upgrade/Expect, a missing or repeated Host, any byte outside the
+// grammar below, a head beyond maxHeaderBytes. Node's own handler then takes the socket itself (or,
+// when a Session already exists, every later byte goes through it). Either way Node's parser,
+// limits and timeouts apply as without the lane: the lane never holds a partial request, never
+// reads a body and never produces an error itself. The grammar is deliberately narrower than
+// RFC 9112: whatever the lane reads as a request, llhttp reads the same way; whatever is doubtful
+// goes to llhttp.
 import type http from 'node:http';
 import type net from 'node:net';
+import { Duplex } from 'node:stream';
 
 /** One parsed request, valid until the next is parsed (the lane is synchronous; no per-request object). */
 export interface LaneRequest {
@@ -87,37 +92,75 @@ export function installLane(server: http.Server, opts: LaneOptions): LaneStats {
   if (node === undefined) throw new Error('installLane: the server has no connection handler');
   server.removeListener('connection', node);
   const tails = new Tails(opts.keepAliveTimeoutMs);
-  const stats: LaneStats = { handovers: 0 };
+  const stats: LaneStats = { delegated: 0, handovers: 0 };
   server.prependListener('connection', (socket: net.Socket) => {
-    new Conn(socket, server, node, opts, tails, stats);
+    conns.set(socket, new Conn(socket, server, node, opts, tails, stats));
+  });
+  // A delegated request's response: when it is done (written, or the connection gone), the lane
+  // goes on with the connection's next request.
+  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const s = req.socket;
+    if (s instanceof Session) res.once('close', s.conn.nodeDone);
   });
   return stats;
 }
 
 export interface LaneStats {
-  /** Connections given to Node's handler so far. */
+  /** Requests the lane passed to Node's HTTP server one at a time, keeping the connection. */
+  delegated: number;
+  /** Connections given to Node's handler for good (see the file comment). */
   handovers: number;
+}
+
+const conns = new WeakMap<net.Socket, Conn>();
+
+/**
+ * True while Node's server is working on a request the lane passed it on this socket, or still
+ * writing its response (for graceful shutdown, which must not close such a connection as idle).
+ */
+export function laneBusy(socket: net.Socket): boolean {
+  return conns.get(socket)?.busy() ?? false;
 }
 
 const EMPTY = Buffer.alloc(0);
 
+const enum State {
+  /** The lane reads and answers. */
+  Lane,
+  /** A request was passed to Node through the Session; the lane waits for its response. */
+  Delegated,
+  /** For good: every byte goes through the Session to Node's server. */
+  Forwarding,
+  /** For good: Node's server owns the socket itself; or the connection is closing. */
+  Gone,
+}
+
 class Conn implements LaneOut {
+  private state = State.Lane;
   private closing = false;
-  private paused = false;
-  /** false once the connection was handed over or is closing: its timeouts are not ours then. */
-  private mine = true;
+  /** Reasons reading is paused (a pipelining client, a delegated request): resume at zero. */
+  private holds = 0;
+  /** Bytes read while a delegated request was in progress, answered once it is done. */
+  private pending: Buffer | undefined;
+  private session: Session | undefined;
   /** afterFlush() callbacks of the chunk being answered; one marker write covers them all. */
   private waiters: (() => void)[] = [];
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
   private readonly onTimeout = (): void => {
-    this.socket.destroy();
+    // Node manages the socket's timeout while it works on a request: its handler decides
+    if (this.session !== undefined && this.state !== State.Lane) this.session.emit('timeout');
+    else this.socket.destroy();
   };
   private readonly onEnd = (): void => {
-    this.socket.end();
+    if (this.session !== undefined && this.state !== State.Lane) this.session.push(null);
+    else this.socket.end();
+  };
+  private readonly onClose = (): void => {
+    this.session?.destroy();
   };
 
   constructor(
-    private readonly socket: net.Socket,
+    readonly socket: net.Socket,
     private readonly server: http.Server,
     private readonly node: (socket: net.Socket) => void,
     private readonly opts: LaneOptions,
@@ -128,15 +171,32 @@ class Conn implements LaneOut {
     socket.on('data', this.onData);
     socket.on('timeout', this.onTimeout);
     socket.on('end', this.onEnd);
+    socket.on('close', this.onClose);
     socket.on('error', noop); // ECONNRESET and the like: the socket closes, queued writes fail
   }
 
+  busy(): boolean {
+    const s = this.session;
+    return (
+      this.state === State.Delegated ||
+      (this.state === State.Forwarding &&
+        s !== undefined &&
+        ((s as Session & { _httpMessage?: unknown })._httpMessage != null || s.writableLength !== 0))
+    );
+  }
+
   private read(chunk: Buffer): void {
+    if (this.state !== State.Lane) {
+      if (this.state === State.Forwarding) this.forward(chunk);
+      else if (this.state === State.Delegated)
+        this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+      return;
+    }
     const opts = this.opts;
     const socket = this.socket;
     // Not GET or HEAD (an upload, say): no need to turn the chunk into a string to find that out.
     if (chunk[0] !== 0x47 && chunk[0] !== 0x48) {
-      this.handover(chunk);
+      this.leave(chunk);
       return;
     }
     // Requests arriving while earlier answers are still queued: the client pipelines faster than
@@ -147,24 +207,26 @@ class Conn implements LaneOut {
     let pos = 0;
     while (pos < s.length) {
       const r = opts.open() ? parseRequest(s, pos, opts.maxHeaderBytes, opts.requestIds) : undefined;
-      let answered = false;
-      if (r !== undefined) {
-        this.closing = r.close;
-        try {
-          answered = opts.handle(r, this);
-        } catch (e) {
-          socket.destroy();
-          opts.onError(e);
-          return;
-        }
+      if (r === undefined) {
+        this.leave(pos === 0 ? chunk : chunk.subarray(pos));
+        return;
       }
-      if (r === undefined || !answered) {
-        this.handover(pos === 0 ? chunk : chunk.subarray(pos));
+      this.closing = r.close;
+      let answered: boolean;
+      try {
+        answered = opts.handle(r, this);
+      } catch (e) {
+        socket.destroy();
+        opts.onError(e);
+        return;
+      }
+      if (!answered) {
+        this.delegate(chunk.subarray(pos, r.end), r.end < s.length ? chunk.subarray(r.end) : undefined);
         return;
       }
       pos = r.end;
       if (r.close) {
-        this.mine = false;
+        this.state = State.Gone;
         socket.removeListener('data', this.onData);
         if (socket.writableLength !== 0) {
           socket.setTimeout(opts.idleTimeoutMs);
@@ -178,15 +240,23 @@ class Conn implements LaneOut {
     // A response is still queued: the client has idleTimeoutMs to make progress reading it, and
     // keepAliveTimeoutMs again once it is written (as Node's server does).
     socket.setTimeout(opts.idleTimeoutMs);
-    if (pipelining) {
-      this.paused = true;
-      socket.pause();
-    }
-    this.flushLater();
+    if (pipelining) this.hold();
+    this.flushLater(true);
   }
 
-  /** One marker write behind everything queued now: it runs the waiters when all of it is written. */
-  private flushLater(): void {
+  private hold(): void {
+    if (this.holds++ === 0) this.socket.pause();
+  }
+
+  private release(): void {
+    if (--this.holds === 0 && this.state !== State.Gone) this.socket.resume();
+  }
+
+  /**
+   * One marker write behind everything queued now: it runs the waiters when all of it is written
+   * (and releases a pipelining hold, restoring the keep-alive timeout, when `held`).
+   */
+  private flushLater(held = false): void {
     const waiters = this.waiters;
     this.waiters = [];
     // Writes complete in order: an empty write's callback runs once everything before it was
@@ -194,13 +264,10 @@ class Conn implements LaneOut {
     this.socket.write(EMPTY, () => {
       for (const fn of waiters) fn();
       const socket = this.socket;
-      if (socket.writableLength !== 0 || socket.destroyed) return;
-      if (!this.mine) return;
-      socket.setTimeout(this.opts.keepAliveTimeoutMs);
-      if (this.paused) {
-        this.paused = false;
-        socket.resume();
-      }
+      if (socket.destroyed) return;
+      if (this.state === State.Lane && socket.writableLength === 0)
+        socket.setTimeout(this.opts.keepAliveTimeoutMs);
+      if (held) this.release();
     });
   }
 
@@ -219,22 +286,145 @@ class Conn implements LaneOut {
     else this.waiters.push(fn);
   }
 
-  /** Gives the connection to Node's HTTP server, `rest` being the bytes not answered yet. */
-  private handover(rest: Buffer): void {
+  /**
+   * Passes one whole request the lane parsed but does not answer (a miss, a Range, an error…) to
+   * Node's server through the Session, keeping the connection: reading stops, and the lane goes on
+   * with `rest` and later bytes once Node's response is done (nodeDone).
+   */
+  private delegate(request: Buffer, rest: Buffer | undefined): void {
+    if (this.waiters.length !== 0) this.flushLater();
+    this.state = State.Delegated;
+    this.pending = rest;
+    this.stats.delegated++;
+    this.hold();
+    this.ensureSession().push(request);
+  }
+
+  readonly nodeDone = (): void => {
+    if (this.state !== State.Delegated) return;
+    const session = this.session!;
+    if (session.writableEnded || session.destroyed || this.socket.destroyed) {
+      this.state = State.Gone; // Node ended the connection (Connection: close, an error)
+      return;
+    }
+    this.state = State.Lane;
+    const rest = this.pending;
+    this.pending = undefined;
+    if (rest !== undefined) this.read(rest);
+    this.release();
+  };
+
+  /** Leaves the connection to Node's server for good, `rest` being the bytes not answered yet. */
+  private leave(rest: Buffer): void {
+    if (this.waiters.length !== 0) this.flushLater();
+    this.stats.handovers++;
+    if (this.session !== undefined) {
+      // Node already has a connection object for this socket: it gets everything from now on.
+      this.state = State.Forwarding;
+      this.forward(rest);
+      return;
+    }
     const socket = this.socket;
+    this.state = State.Gone;
     socket.removeListener('data', this.onData);
     socket.removeListener('timeout', this.onTimeout);
     socket.removeListener('end', this.onEnd);
+    socket.removeListener('close', this.onClose);
     socket.removeListener('error', noop);
-    if (this.waiters.length !== 0) this.flushLater();
-    this.mine = false;
-    this.paused = false;
-    this.stats.handovers++;
+    conns.delete(socket);
     // Node's handler sets its own socket timeout and listeners, and starts its parser reading the
     // socket; the bytes already read are handed to that parser through its 'data' listener first,
     // before any later read can reach it.
     this.node.call(this.server, socket);
     socket.emit('data', rest);
+  }
+
+  private forward(chunk: Buffer): void {
+    // Node's server pauses its socket when responses pile up: honour that with the real one.
+    if (!this.ensureSession().push(chunk)) this.hold();
+  }
+
+  /** Node's read of a paused Session: more bytes wanted. */
+  readWanted(): void {
+    if (this.state === State.Forwarding && this.holds > 0) this.release();
+  }
+
+  private ensureSession(): Session {
+    if (this.session === undefined) {
+      this.session = new Session(this);
+      this.node.call(this.server, this.session as unknown as net.Socket);
+    }
+    return this.session;
+  }
+}
+
+/**
+ * What Node's HTTP server sees of a lane connection once the lane passes it a request: a Duplex
+ * standing in for the socket. Reads are the bytes the lane pushes; writes go to the real socket
+ * (the same Buffers, corked together when Node corks: mapping slices stay uncopied) and complete
+ * when the real socket has written them, so Node's 'finish' and the pins it releases on 'close'
+ * mean what they mean on a real socket. Timeouts are the real socket's.
+ */
+class Session extends Duplex {
+  constructor(readonly conn: Conn) {
+    super({ allowHalfOpen: true });
+  }
+  override _read(): void {
+    this.conn.readWanted();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.conn.socket.write(chunk, cb);
+  }
+  override _writev(chunks: { chunk: Buffer }[], cb: (e?: Error | null) => void): void {
+    const real = this.conn.socket;
+    real.cork();
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) real.write(chunks[i]!.chunk);
+    real.write(chunks[last]!.chunk, cb);
+    real.uncork();
+  }
+  override _final(cb: (e?: Error | null) => void): void {
+    // finished once the real socket has written everything and its FIN
+    this.conn.socket.end(() => cb());
+  }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.conn.socket.destroy();
+    cb(err);
+  }
+  // the parts of net.Socket Node's server and fastify use
+  setTimeout(ms: number): this {
+    this.conn.socket.setTimeout(ms);
+    return this;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+  _unrefTimer(): void {}
+  destroySoon(): void {
+    this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+  get remoteAddress(): string | undefined {
+    return this.conn.socket.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.conn.socket.remotePort;
+  }
+  get remoteFamily(): string | undefined {
+    return this.conn.socket.remoteFamily;
+  }
+  get localAddress(): string | undefined {
+    return this.conn.socket.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.conn.socket.localPort;
+  }
+  address(): ReturnType<net.Socket['address']> {
+    return this.conn.socket.address();
   }
 }
 

@@ -127,8 +127,13 @@ export class Metrics {
       () => self.lane?.responses(),
     );
     total(
+      'pixtable_http_lane_delegated_total',
+      'Requests the fast lane passed to Node’s HTTP server one at a time, keeping the connection',
+      () => self.lane?.delegated(),
+    );
+    total(
       'pixtable_http_lane_handovers_total',
-      'Connections the fast lane handed to Node’s HTTP server at a request it did not answer',
+      'Connections the fast lane left to Node’s HTTP server for good (bodies, HTTP/1.0, split heads…)',
       () => self.lane?.handovers(),
     );
   }
@@ -184,6 +189,7 @@ export class Metrics {
 
 export interface LaneCounts {
   responses(): number;
+  delegated(): number;
   handovers(): number;
 }
 
