@@ -174,8 +174,9 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       const drain = makeDrainable(server);
       // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
       server.setTimeout(config.idleTimeoutMs);
-      // Hits straight from the socket, before Node's HTTP machinery (lane.ts); connections move to
-      // Node (and fast.path) at their first request the lane does not answer.
+      // Hits straight from the socket, before Node's HTTP machinery (lane.ts). Requests the lane
+      // does not answer reach the handler below (fast.path, then fastify) one at a time, or with
+      // the connection when they are outside the lane's grammar.
       if (config.fastLane) {
         const lane = (laneStats = installLane(server, {
           handle: (req, out) => fast.lane !== undefined && fast.lane(req, out),
