@@ -55,7 +55,7 @@ export interface LaneOut {
 export interface LaneOptions {
   /**
    * Answers `req` through `out` and returns true, or returns false without writing anything: the
-   * request and the rest of the connection then go to Node's HTTP server.
+   * request then goes to Node's HTTP server, and the lane takes the next one once it is answered.
    */
   handle(req: LaneRequest, out: LaneOut): boolean;
   /** False while the server drains or is not ready: new requests go to Node (Connection: close, 503s). */
@@ -83,9 +83,9 @@ export function rawHead(status: 200 | 304, headers: readonly string[]): Buffer {
 }
 
 /**
- * Takes over `server`'s connections: they start in the lane and move to Node's connection handler
- * (the one http.Server installed) at their first request the lane does not answer. Call right after
- * creating the server, before it listens.
+ * Takes over `server`'s connections: they start in the lane, which passes the requests it does not
+ * answer to Node's connection handler (the one http.Server installed) one at a time, or leaves the
+ * connection to it (see the file comment). Call right after creating the server, before it listens.
  */
 export function installLane(server: http.Server, opts: LaneOptions): LaneStats {
   const node = server.listeners('connection')[0] as ((socket: net.Socket) => void) | undefined;
@@ -142,6 +142,8 @@ class Conn implements LaneOut {
   private holds = 0;
   /** Bytes read while a delegated request was in progress, answered once it is done. */
   private pending: Buffer | undefined;
+  /** Forwarding: the Session's buffer is full, reading holds until Node reads from it. */
+  private forwardHeld = false;
   private session: Session | undefined;
   /** afterFlush() callbacks of the chunk being answered; one marker write covers them all. */
   private waiters: (() => void)[] = [];
@@ -241,7 +243,7 @@ class Conn implements LaneOut {
     // keepAliveTimeoutMs again once it is written (as Node's server does).
     socket.setTimeout(opts.idleTimeoutMs);
     if (pipelining) this.hold();
-    this.flushLater(true);
+    this.flushLater(pipelining);
   }
 
   private hold(): void {
@@ -253,8 +255,8 @@ class Conn implements LaneOut {
   }
 
   /**
-   * One marker write behind everything queued now: it runs the waiters when all of it is written
-   * (and releases a pipelining hold, restoring the keep-alive timeout, when `held`).
+   * One marker write behind everything queued now: when all of it is written it runs the waiters,
+   * restores the keep-alive timeout, and releases the pipelining hold `read()` took (`held`).
    */
   private flushLater(held = false): void {
     const waiters = this.waiters;
@@ -341,12 +343,17 @@ class Conn implements LaneOut {
 
   private forward(chunk: Buffer): void {
     // Node's server pauses its socket when responses pile up: honour that with the real one.
-    if (!this.ensureSession().push(chunk)) this.hold();
+    if (!this.ensureSession().push(chunk) && !this.forwardHeld) {
+      this.forwardHeld = true;
+      this.hold();
+    }
   }
 
   /** Node's read of a paused Session: more bytes wanted. */
   readWanted(): void {
-    if (this.state === State.Forwarding && this.holds > 0) this.release();
+    if (!this.forwardHeld) return;
+    this.forwardHeld = false;
+    this.release();
   }
 
   private ensureSession(): Session {
