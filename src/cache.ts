@@ -210,12 +210,11 @@ class EntryFields implements EntryInfo {
   readonly stride: number;
   readonly pixelFormat: PixelFormat;
   readonly bytesPerPixel: number;
-  pixels: Buffer;
   readonly generation: number;
   readonly sourceFingerprint: string;
   readonly etag: string;
 
-  constructor(st: FormatState, slot: number, key: string, pixels: Buffer) {
+  constructor(st: FormatState, slot: number, key: string) {
     const f = st.format;
     this.format = f.name;
     this.key = key;
@@ -224,7 +223,6 @@ class EntryFields implements EntryInfo {
     this.stride = f.stride;
     this.pixelFormat = f.pixelFormat;
     this.bytesPerPixel = f.bytesPerPixel;
-    this.pixels = pixels;
     this.generation = st.book.generation[slot]!;
     // Strings built once per entry (describe()), shared by every view of it.
     this.sourceFingerprint = st.book.fpHex[slot]!;
@@ -233,13 +231,14 @@ class EntryFields implements EntryInfo {
 }
 
 class EntryView extends EntryFields implements ImageView {
-  declare readonly pixels: Buffer;
+  readonly pixels: Buffer;
   private readonly book: SlotBook;
   private readonly slot: number;
   private released = false;
 
   constructor(st: FormatState, slot: number, key: string, pixels: Buffer) {
-    super(st, slot, key, pixels);
+    super(st, slot, key);
+    this.pixels = pixels;
     this.book = st.book;
     this.slot = slot;
     st.book.pin(slot);
@@ -288,6 +287,7 @@ const EMPTY = Buffer.alloc(0);
 
 /** See EntryRef. Fields beyond the interface are the engine's. */
 class HotRef extends EntryFields {
+  transientPixels: Buffer;
   /** false once the chunk left the mapping LRU or a newer ref of the slot replaced this one */
   live = true;
   readonly st: FormatState;
@@ -299,7 +299,8 @@ class HotRef extends EntryFields {
   readonly trailerAt: number;
 
   constructor(st: FormatState, slot: number, key: string, chunk: Buffer, chunkKey: number, off: number) {
-    super(st, slot, key, chunk.subarray(off, off + st.format.stride * st.book.height[slot]!));
+    super(st, slot, key);
+    this.transientPixels = chunk.subarray(off, off + st.format.stride * st.book.height[slot]!);
     this.st = st;
     this.slot = slot;
     this.chunk = chunk;
@@ -309,13 +310,13 @@ class HotRef extends EntryFields {
 
   kill(): void {
     this.live = false;
-    this.pixels = EMPTY;
+    this.transientPixels = EMPTY;
     this.chunk = EMPTY;
   }
 }
 
 function hotRef(ref: EntryRef): HotRef {
-  if (ref instanceof HotRef) return ref;
+  if ((ref as unknown) instanceof HotRef) return ref as unknown as HotRef;
   throw invalidParameter('INVALID_PARAMETER', 'ref', 'a reference from ImageCache.peekRef()', ref);
 }
 
@@ -619,12 +620,13 @@ export class ImageCache {
     const chunk = st.table.chunkFor(s)!;
     const old = st.refs[s];
     if (old !== undefined) {
-      if (old.live && old.chunk === chunk && old.generation === st.book.generation[s]) return old;
+      if (old.live && old.chunk === chunk && old.generation === st.book.generation[s])
+        return old as unknown as EntryRef;
       old.kill();
     }
     const ref = new HotRef(st, s, key, chunk, st.table.chunkKeyOf(s), st.table.offsetInChunk(s));
     st.refs[s] = ref;
-    return ref;
+    return ref as unknown as EntryRef;
   }
 
   /**

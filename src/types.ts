@@ -82,6 +82,11 @@ export interface OpenOptions {
  */
 export interface ImageView extends EntryInfo, Disposable {
   /**
+   * stride × height bytes of the mapping; row r starts at r × stride; bytes past
+   * width × bytesPerPixel are zero padding. The entry's for as long as the view is not released.
+   */
+  readonly pixels: Buffer;
+  /**
    * Row slices covering the rectangle; each is `w × bytesPerPixel` bytes, no copy.
    * Throws PixtableError INVALID_RECT when the rectangle is empty or leaves the image.
    */
@@ -90,23 +95,30 @@ export interface ImageView extends EntryInfo, Disposable {
   release(): void;
 }
 
+declare const entryRefBrand: unique symbol;
+
 /**
  * An unpinned, reusable reference to one decoded entry, for loops that serve the same entries
- * over and over (pixtable's HTTP fast path; a renderer drawing the same tiles every frame). Get
+ * over and over (pixtable's HTTP hit shortcut; a renderer drawing the same tiles every frame). Get
  * one with `ImageCache.peekRef()`, keep it, and before each use ask `ImageCache.current(ref)`:
- * that costs a few typed-array reads instead of a key lookup and a view allocation.
- *
- * Lifetime: `pixels` points into the table's memory mapping and is **not pinned**. Its bytes are
- * the entry's exactly while `current(ref)` has returned true and control has not gone back to the
- * event loop (only then can this process rewrite the slot). To read them later — an asynchronous
- * write, a worker — pin first with `pinRef(ref)` and call `unpinRef(ref)` once when done. A
- * reference that is no longer current stays harmless: its `pixels` become an empty Buffer once its
- * chunk leaves the mapping LRU, so old references never hold mappings alive. The readOnly caveat
- * of `ImageView` (pins are per process) applies here too.
+ * that costs a few typed-array reads instead of a key lookup and a view allocation. Only
+ * `peekRef()` makes them (the brand keeps an `ImageView` from type-checking as one).
  */
-export type EntryRef = EntryInfo; // only ImageCache.peekRef() makes them; others are a typed error
+export interface EntryRef extends EntryInfo {
+  readonly [entryRefBrand]: true;
+  /**
+   * stride × height bytes of the mapping, **not pinned**: they are the entry's exactly while
+   * `current(ref)` has returned true and control has not gone back to the event loop (only then
+   * can this process rewrite the slot). To read them later — an asynchronous write, a worker —
+   * pin first with `pinRef(ref)` and call `unpinRef(ref)` once when done. A reference that is no
+   * longer current stays harmless: these become an empty Buffer once its chunk leaves the mapping
+   * LRU, so old references never hold mappings alive. The readOnly caveat of `ImageView` (pins
+   * are per process) applies here too.
+   */
+  readonly transientPixels: Buffer;
+}
 
-/** What an ImageView and an EntryRef tell about their entry. */
+/** What an ImageView and an EntryRef tell about their entry (their pixels differ in lifetime). */
 export interface EntryInfo {
   readonly format: string;
   readonly key: string;
@@ -117,11 +129,6 @@ export interface EntryInfo {
   readonly stride: number;
   readonly pixelFormat: PixelFormat;
   readonly bytesPerPixel: number;
-  /**
-   * stride × height bytes of the mapping; row r starts at r × stride; bytes past
-   * width × bytesPerPixel are zero padding. How long they stay the entry's: see ImageView, EntryRef.
-   */
-  readonly pixels: Buffer;
   /** Changes whenever the entry is rewritten. */
   readonly generation: number;
   /** Hex fingerprint (SHA-256 prefix) of the source bytes the entry was decoded from. */

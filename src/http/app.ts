@@ -30,7 +30,8 @@ import { verifyUrl } from './sign.js';
 import { fetchFromOrigin } from './origin.js';
 import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
 import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
-import { installLane, rawHead, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
+import { rawHead } from './head-bytes.js';
+import { installLane, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
@@ -402,7 +403,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     let headers = wholeHeaders.get(ref.etag);
     if (headers === undefined) {
       headers = rawHeaders(
-        String(ref.pixels.length),
+        String(ref.transientPixels.length),
         ref.etag,
         String(ref.width),
         String(ref.height),
@@ -650,7 +651,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       res.end();
       return 200;
     }
-    res.end(ref.pixels);
+    res.end(ref.transientPixels);
     // Usually the socket took the whole body synchronously (writev straight from the mapping) and
     // the kernel holds its own copy: nothing to pin. Otherwise the queued write still reads the
     // mapping, so the slot stays pinned until the response closes (finish or abort).
@@ -760,7 +761,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       out.send(h.head304, undefined);
       return 304;
     }
-    if (out.send(h.head, isHead ? undefined : ref.pixels)) {
+    if (out.send(h.head, isHead ? undefined : ref.transientPixels)) {
       // part of the slice is still queued and will be read from the mapping: pin until written
       cache.pinRef(ref);
       out.afterFlush(() => cache.unpinRef(ref));

@@ -39,6 +39,11 @@ export interface LaneRequest {
   close: boolean;
   /** Offset just past this request's head in the chunk. */
   end: number;
+  /**
+   * Set by `handle` when it declines: what it learned (a parsed target, say), handed with the
+   * request to Node's server so that nothing is parsed or looked up twice (see `declinedNote`).
+   */
+  note: unknown;
 }
 
 export interface LaneOut {
@@ -75,13 +80,6 @@ export interface LaneOptions {
   onError(e: unknown): void;
 }
 
-/** `HTTP/1.1 <status>` and the given header list as bytes, without the closing blank line. */
-export function rawHead(status: 200 | 304, headers: readonly string[]): Buffer {
-  let s = status === 200 ? 'HTTP/1.1 200 OK\r\n' : 'HTTP/1.1 304 Not Modified\r\n';
-  for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  return Buffer.from(s, 'latin1');
-}
-
 /**
  * Takes over `server`'s connections: they start in the lane, which passes the requests it does not
  * answer to Node's connection handler (the one http.Server installed) one at a time, or leaves the
@@ -100,9 +98,33 @@ export function installLane(server: http.Server, opts: LaneOptions): LaneStats {
   // goes on with the connection's next request.
   server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const s = req.socket;
-    if (s instanceof Session) res.once('close', s.conn.nodeDone);
+    if (s instanceof Session) {
+      res.once('close', s.conn.nodeDone);
+      const c = s.conn;
+      // Only the request the lane delegated carries a note; one Node parsed after a handover not.
+      if (c.noteWaiting) {
+        c.noteWaiting = false;
+        notes.set(req, c.note);
+        c.note = undefined;
+      }
+    }
   });
   return stats;
+}
+
+const notes = new WeakMap<http.IncomingMessage, unknown>();
+
+/**
+ * What `handle` left in `LaneRequest.note` when it declined this request, which the lane then
+ * passed to Node's server; undefined for requests that did not come through the lane.
+ */
+export function declinedNote(req: http.IncomingMessage): unknown {
+  return notes.get(req);
+}
+
+/** Whether `req` was parsed by the lane and declined by `handle` (so `handle` saw it already). */
+export function declinedByLane(req: http.IncomingMessage): boolean {
+  return notes.has(req);
 }
 
 export interface LaneStats {
@@ -145,6 +167,9 @@ class Conn implements LaneOut {
   /** Forwarding: the Session's buffer is full, reading holds until Node reads from it. */
   private forwardHeld = false;
   private session: Session | undefined;
+  /** The declined request's LaneRequest.note, read when Node's server emits it. */
+  note: unknown;
+  noteWaiting = false;
   /** afterFlush() callbacks of the chunk being answered; one marker write covers them all. */
   private waiters: (() => void)[] = [];
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
@@ -223,6 +248,8 @@ class Conn implements LaneOut {
         return;
       }
       if (!answered) {
+        this.note = r.note;
+        this.noteWaiting = true;
         this.delegate(chunk.subarray(pos, r.end), r.end < s.length ? chunk.subarray(r.end) : undefined);
         return;
       }
@@ -476,6 +503,7 @@ const req: LaneRequest = {
   requestId: undefined,
   close: false,
   end: 0,
+  note: undefined,
 };
 
 /** RFC 9110 tchar. */
@@ -516,6 +544,7 @@ export function parseRequest(
   req.ifNoneMatch = undefined;
   req.requestId = undefined;
   req.close = false;
+  req.note = undefined;
   let hosts = 0;
   p = sp + 11;
   while (p < blank + 2) {

@@ -3,7 +3,7 @@
 // be answered with the old encoding; stale encodings just age out. Concurrent requests for one
 // missing encoding share a single encode.
 import { LRUCache } from 'lru-cache';
-import { rawHead } from './lane.js';
+import { rawHead } from './head-bytes.js';
 
 export interface EncodedThumb {
   body: Buffer;

@@ -11,7 +11,7 @@ import { rmrf, solidPng, tempDir, withCache } from '../helpers/fixtures.js';
 
 const SMALL: FormatSpec[] = [{ name: 's', width: 16, height: 16, pixelFormat: 'rgba8', maxCount: 3 }];
 
-const first = (r: EntryRef) => [...r.pixels.subarray(0, 4)];
+const first = (r: EntryRef) => [...r.transientPixels.subarray(0, 4)];
 
 test('peekRef returns one reusable ref with the view’s bytes; current() counts hits', async () => {
   await withCache(SMALL, async (cache) => {
@@ -19,7 +19,7 @@ test('peekRef returns one reusable ref with the view’s bytes; current() counts
     await cache.put('a.png', await solidPng(20, 20, [10, 20, 30]));
     using v = await cache.get('s', 'a.png');
     const ref = cache.peekRef('s', 'a.png')!;
-    assert.ok(ref.pixels.equals(v.pixels));
+    assert.ok(ref.transientPixels.equals(v.pixels));
     assert.deepEqual(
       [ref.width, ref.height, ref.stride, ref.pixelFormat, ref.etag, ref.generation],
       [v.width, v.height, v.stride, v.pixelFormat, v.etag, v.generation],
@@ -114,7 +114,7 @@ test('a ref whose chunk is unmapped lets go of the mapping and is not current', 
       assert.deepEqual(first(k0), [0, 7, 7, 255]);
       const k3 = cache.peekRef('m', 'k3.png')!; // another chunk: k0's is unmapped
       assert.deepEqual(first(k3), [150, 7, 7, 255]);
-      assert.equal(k0.pixels.length, 0, 'the dead ref holds no mapping');
+      assert.equal(k0.transientPixels.length, 0, 'the dead ref holds no mapping');
       assert.equal(cache.current(k0), false);
       const again = cache.peekRef('m', 'k0.png')!;
       assert.notEqual(again, k0);

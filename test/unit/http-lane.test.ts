@@ -6,7 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { installLane, parseRequest, rawHead } from '../../src/http/lane.js';
+import { installLane, parseRequest } from '../../src/http/lane.js';
+import { rawHead } from '../../src/http/head-bytes.js';
 
 const MAX = 16 * 1024;
 const parse = (s: string, requestIds = false) => {
