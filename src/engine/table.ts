@@ -10,6 +10,7 @@ import { alignUp, type Format, PIXEL_FORMATS } from '../formats.js';
 import { mapRange, PAGE_SIZE } from '../native/mmap.js';
 import { native } from '../native/addon.js';
 import { PixtableError } from '../errors.js';
+import { segmentFile } from './layout.js';
 
 const TABLE_MAGIC = 0x42545850; // "PXTB"
 const ENTRY_MAGIC = 0x4e455850; // "PXEN"
@@ -114,7 +115,7 @@ export class Table {
   }
 
   private segPath(seg: number): string {
-    return path.join(this.dir, `seg-${String(seg).padStart(5, '0')}.tbl`);
+    return segmentFile(this.dir, seg);
   }
 
   private writeHeaderFields(seg: number): Buffer {
