@@ -1,0 +1,85 @@
+// OpenOptions validated once, at the edge: everything downstream reads `Resolved` and re-checks
+// nothing (sharp's constructor owns its options the same way).
+import os from 'node:os';
+import path from 'node:path';
+import { invalidParameter } from '../errors.js';
+import { DEFAULT_FORMATS, validateFormats, type Format } from '../formats.js';
+import type { Logger, OpenOptions, SyncMode } from '../types.js';
+
+export interface Resolved {
+  storage: string;
+  formats: Format[];
+  readOnly: boolean;
+  sync: SyncMode;
+  syncIntervalMs: number;
+  chunkBytes: number;
+  maxMappedBytes: number;
+  lockTimeoutMs: number;
+  revalidate: boolean;
+  revalidateMs: number;
+  preallocate: boolean;
+  maxInputPixels: number;
+  maxInputBytes: number;
+  concurrency: number;
+  maxQueue: number;
+  timeoutMs: number;
+  logger: Logger;
+  onDecode: ((ms: number, formats: readonly string[]) => void) | undefined;
+  now: () => number;
+}
+
+function num(name: string, v: unknown, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalidParameter('INVALID_OPTION', name, `an integer from ${min} to ${max}`, v);
+  }
+  return v;
+}
+
+function bool(name: string, v: unknown, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw invalidParameter('INVALID_OPTION', name, 'a boolean', v);
+  return v;
+}
+
+const consoleLogger: Logger = {
+  warn: (msg, fields) =>
+    process.emitWarning(`${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}`, 'PixtableWarning'),
+};
+
+/** Validates options once; nothing downstream re-checks them. Defaults are documented in OpenOptions. */
+export function resolveOptions(o: OpenOptions): Resolved {
+  if (typeof o !== 'object' || o === null)
+    throw invalidParameter('INVALID_OPTION', 'options', 'an object', o);
+  const storage = o.storage ?? process.env.PIXTABLE_STORAGE ?? './storage';
+  if (typeof storage !== 'string' || storage === '') {
+    throw invalidParameter('INVALID_OPTION', 'storage', 'a directory path', storage);
+  }
+  const sync = o.sync ?? 'batch';
+  if (sync !== 'none' && sync !== 'batch' && sync !== 'always') {
+    throw invalidParameter('INVALID_OPTION', 'sync', '"none", "batch" or "always"', sync);
+  }
+  const chunkBytes = num('chunkBytes', o.chunkBytes, 4 << 20, 64 << 10, 256 << 20);
+  const d = o.decode ?? {};
+  return {
+    storage: path.resolve(storage),
+    formats: validateFormats(o.formats ?? DEFAULT_FORMATS),
+    readOnly: bool('readOnly', o.readOnly, false),
+    sync,
+    syncIntervalMs: num('syncIntervalMs', o.syncIntervalMs, 1000, 10, 60_000),
+    chunkBytes,
+    maxMappedBytes: num('maxMappedBytes', o.maxMappedBytes, 512 << 20, chunkBytes, Number.MAX_SAFE_INTEGER),
+    lockTimeoutMs: num('lockTimeoutMs', o.lockTimeoutMs, 0, 0, 600_000),
+    revalidate: bool('revalidate', o.revalidate, true),
+    revalidateMs: num('revalidateMs', o.revalidateMs, 1000, 0, 3_600_000),
+    preallocate: bool('preallocate', o.preallocate, true),
+    maxInputPixels: num('decode.maxInputPixels', d.maxInputPixels, 50_000_000, 1, 2 ** 40),
+    maxInputBytes: num('decode.maxInputBytes', d.maxInputBytes, 50 << 20, 1, 2 ** 31 - 1),
+    concurrency: num('decode.concurrency', d.concurrency, os.availableParallelism(), 1, 64),
+    maxQueue: num('decode.maxQueue', d.maxQueue, 64, 0, 100_000),
+    timeoutMs: num('decode.timeoutMs', d.timeoutMs, 30_000, 1000, 600_000),
+    logger: o.logger ?? consoleLogger,
+    onDecode: o.onDecode,
+    now: o.now ?? (() => performance.now()),
+  };
+}
