@@ -19,6 +19,7 @@ import { readSource, sourceOf, type Source } from './engine/source-bytes.js';
 import { removeStaleUploads, stageUpload } from './engine/uploads.js';
 import { listKeys, resolveExisting, resolveForWrite, validateKey } from './engine/sources.js';
 import { makeCurrent, refImpl } from './engine/views.js';
+import { compactStores, flushStores, verifyStores } from './engine/maintenance.js';
 import { probeImage } from './native/sharp.js';
 
 /** Chunk-LRU keys are `tableNo × 2^36 + chunkNo` (Table.chunkKeyOf). */
@@ -379,23 +380,18 @@ export class ImageCache {
    */
   async verify(options: { repair?: boolean } = {}): Promise<VerifyProblem[]> {
     this.assertOpen();
-    const problems: VerifyProblem[] = [];
-    for (const st of this.stores) {
-      problems.push(...st.verify(options.repair === true));
-      await new Promise((r) => setImmediate(r)); // one format per turn: the server keeps serving
-    }
-    return problems;
+    return verifyStores(this.stores, options.repair === true);
   }
 
   /** Rewrites every index log with only its live records (crash-safe: temp file + rename). */
   async compact(): Promise<void> {
     this.requireWritable();
-    for (const st of this.stores) st.compact();
+    compactStores(this.stores);
   }
 
   /** Flushes written entries (fdatasync) and index records (msync) to disk. */
   async flush(): Promise<void> {
-    for (const st of this.stores) await st.flush(false);
+    await flushStores(this.stores, false);
   }
 
   /**
@@ -406,7 +402,7 @@ export class ImageCache {
     if (this.flushing || this.closed) return;
     this.flushing = true;
     try {
-      for (const st of this.stores) await st.flush(true);
+      await flushStores(this.stores, true);
     } catch (e) {
       this.o.logger.warn('background flush failed', { error: String(e) });
     } finally {

@@ -4,7 +4,7 @@
 // they come from open-time replay or from a read-only process polling the writer's appends.
 import type { Format } from '../formats.js';
 import { PixtableError } from '../errors.js';
-import type { EntryRef, FormatStats, ImageView, Logger, VerifyProblem } from '../types.js';
+import type { EntryRef, FormatStats, ImageView, Logger } from '../types.js';
 import type { DecodedImage } from '../native/sharp.js';
 import { Table, type ChunkCache } from './table.js';
 import { IndexLog, OP_DEL, OP_SET, type IndexRecord } from './index-log.js';
@@ -37,6 +37,7 @@ export interface StoreContext {
 
 export class FormatStore {
   readonly table: Table;
+  readonly readOnly: boolean;
   book: SlotBook;
   log: IndexLog | null = null;
   readonly counters: Counters = { hits: 0, misses: 0, decodes: 0, dropped: 0, evictions: 0 };
@@ -56,6 +57,7 @@ export class FormatStore {
     private readonly lockFd: number,
     private readonly ctx: StoreContext,
   ) {
+    this.readOnly = ctx.readOnly;
     this.table = new Table(dir, format, {
       writable: !ctx.readOnly,
       chunkBytes: ctx.chunkBytes,
@@ -271,7 +273,7 @@ export class FormatStore {
   }
 
   /** Drops a damaged entry: counted, logged, a DEL record (writers), unbound. */
-  private drop(s: number, key: string, problem: string): void {
+  drop(s: number, key: string, problem: string): void {
     this.counters.dropped++;
     this.ctx.logger.warn('cache entry dropped', { format: this.format.name, key, slot: s, problem });
     this.append(OP_DEL, key, s);
@@ -285,41 +287,6 @@ export class FormatStore {
     this.append(OP_DEL, key, s);
     this.book.unbind(s);
     return true;
-  }
-
-  // ---- maintenance ----------------------------------------------------------------------------
-
-  /** Every live entry whose trailer, CRC or key fingerprint is wrong; `repair` drops them (writers). */
-  verify(repair: boolean): VerifyProblem[] {
-    const name = this.format.name;
-    const problems: VerifyProblem[] = [];
-    if (this.indexDiscardedBytes > 0) {
-      problems.push({
-        format: name,
-        key: null,
-        slot: null,
-        problem: `index: ${this.indexDiscardedBytes} bytes of torn or damaged records discarded`,
-      });
-    }
-    for (const { key, slot, generation } of this.book.live()) {
-      const c = this.table.checkEntry(slot, generation, fingerprint(key));
-      if (c.ok) continue;
-      problems.push({ format: name, key, slot, problem: c.problem ?? 'damaged' });
-      if (repair && !this.ctx.readOnly) this.drop(slot, key, c.problem ?? 'damaged');
-    }
-    return problems;
-  }
-
-  /** Rewrites the index log with only the live records, least recently used first. */
-  compact(): void {
-    this.log?.rewrite(this.book.live());
-  }
-
-  /** fdatasync of written segments, msync of the log (sync: on the threadpool where it can). */
-  async flush(background: boolean): Promise<void> {
-    if (this.table.dirty) await this.table.syncFiles();
-    if (background) await this.log?.flushAsync();
-    else this.log?.flush();
   }
 
   stats(mappedBytes: number): FormatStats {
