@@ -31,7 +31,7 @@ import { fetchFromOrigin } from './origin.js';
 import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
 import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
 import { rawHead } from './head-bytes.js';
-import { installLane, laneBusy, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
+import { installLane, laneBusy, type LaneOut, type LaneRequest, type LaneStats } from './lane/index.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
