@@ -42,7 +42,8 @@ export class Session extends Duplex implements SocketCallsFromNode {
     this.conn.socket.destroy();
     cb(err);
   }
-  // the parts of net.Socket Node's server and fastify use
+  // net.Socket's documented members that users of req.socket reach (fastify reads the addresses);
+  // of these Node's server itself calls only setTimeout (test/unit/node-internals.test.ts)
   setTimeout(ms: number): this {
     this.conn.socket.setTimeout(ms);
     return this;
