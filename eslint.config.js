@@ -1,6 +1,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// The lane's files import one another by './x.js'; from anywhere else only its public surface.
+const LANE_ONLY_BY_INDEX = {
+  group: ['**/lane/*', '!**/lane/index.js'],
+  message: 'Import the fast lane through src/http/lane/index.ts, its public surface.',
+};
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'native/build/**', 'storage/**', 'coverage/**'] },
   js.configs.recommended,
@@ -16,6 +22,7 @@ export default tseslint.config(
             { name: 'sharp', message: 'Only src/native/sharp.ts imports sharp.' },
             { name: 'mmap-io', message: 'Only src/native/mmap.ts imports mmap-io.' },
           ],
+          patterns: [LANE_ONLY_BY_INDEX],
         },
       ],
     },
@@ -23,6 +30,10 @@ export default tseslint.config(
   {
     files: ['src/native/sharp.ts', 'test/**', 'bench/**'],
     rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['test/**', 'bench/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [LANE_ONLY_BY_INDEX] }] },
   },
   {
     files: ['src/native/mmap.ts'],

@@ -31,7 +31,7 @@ import { fetchFromOrigin } from './origin.js';
 import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
 import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
 import { rawHead } from './head-bytes.js';
-import { installLane, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
+import { installLane, laneBusy, type LaneOut, type LaneRequest, type LaneStats } from './lane/index.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
@@ -172,7 +172,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
           if (fast.path === undefined || !fast.path(req, res)) handler(req, res);
         },
       );
-      const drain = makeDrainable(server);
+      const drain = makeDrainable(server, { busy: laneBusy });
       // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
       server.setTimeout(config.idleTimeoutMs);
       // Hits straight from the socket, before Node's HTTP machinery (lane.ts). Requests the lane

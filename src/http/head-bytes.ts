@@ -1,4 +1,4 @@
-// Response heads prepared once as bytes, for the lane's one corked write per hit (lane.ts writes
+// Response heads prepared once as bytes, for the lane's one corked write per hit (lane/ writes
 // them and adds the Date and Connection lines itself).
 
 /** `HTTP/1.1 <status>` and the given header list as bytes, without the closing blank line. */

@@ -20,7 +20,7 @@ export interface Hot {
   /** Raw pixels: the 200 and 304 header lists (thumbnails carry theirs on the encoding). */
   headers: string[];
   notModified: string[];
-  /** Raw pixels: the same as status line + header bytes for the fast lane (lane.ts rawHead). */
+  /** Raw pixels: the same as status line + header bytes for the fast lane (head-bytes.ts rawHead). */
   head: Buffer;
   head304: Buffer;
   /** Thumbnail chosen from Accept: responses carry `Vary: Accept`. */

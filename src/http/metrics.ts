@@ -138,7 +138,7 @@ export class Metrics {
     );
   }
 
-  /** Where the fast lane's counts are read at scrape time (src/http/lane.ts). */
+  /** Where the fast lane's counts are read at scrape time (src/http/lane/index.ts). */
   attachLane(lane: LaneCounts): void {
     this.lane = lane;
   }

@@ -1,4 +1,4 @@
-// The fast lane (src/http/lane.ts) over real sockets: what it answers itself, what it hands to
+// The fast lane (src/http/lane/) over real sockets: what it answers itself, what it hands to
 // Node's HTTP server and that the handover loses no byte, keeps the order of pipelined responses
 // and leaves Node's limits in force; timeouts, pins and shutdown of connections still in the lane.
 import { test, before, after } from 'node:test';

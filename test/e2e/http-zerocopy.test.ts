@@ -141,7 +141,7 @@ test('raw pixel bodies are written from the table mapping (gdb probe on writev)'
       await new Promise((r) => setTimeout(r, 50));
     }
 
-    // a hit through the fast lane (src/http/lane.ts), and one through Node's HTTP server (the lane
+    // a hit through the fast lane (src/http/lane/), and one through Node's HTTP server (the lane
     // leaves HTTP/1.0 to Node): both must write the body from the mapping
     const whole = await request(server.url, '/v1/pixels/tile/cat.png');
     assert.equal(whole.status, 200);

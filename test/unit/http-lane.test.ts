@@ -1,4 +1,4 @@
-// The fast lane's request grammar (src/http/lane.ts). It may be narrower than Node's parser but
+// The fast lane's request grammar (src/http/lane/grammar.ts). It may be narrower than Node's parser but
 // never different: whatever the lane answers itself, llhttp must parse as the same request, or a
 // proxy and pixtable could disagree about where one request ends (request smuggling). Checked here
 // against Node's own parser on hand-picked cases and on seeded random mutations.
@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { installLane, parseRequest } from '../../src/http/lane.js';
+import { installLane, parseRequest } from '../../src/http/lane/index.js';
 import { rawHead } from '../../src/http/head-bytes.js';
 
 const MAX = 16 * 1024;
