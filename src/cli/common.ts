@@ -5,31 +5,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ImageCache } from '../cache.js';
-import { PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
+import {
+  ERRORS,
+  EXIT,
+  PixtableError,
+  errorEntry,
+  isPixtableError,
+  type ErrorCode,
+  type ExitCode,
+} from '../errors.js';
 import { validateFormats, type FormatSpec } from '../formats.js';
 import { loadConfig, type ServerConfig } from '../config/env.js';
 import type { Logger, OpenOptions } from '../types.js';
 
-/** Documented in docs/cli.md; scripts rely on them, so they never change meaning. */
-export const EXIT = {
-  OK: 0,
-  /** The command ran and found problems: import failures, damaged entries. */
-  PROBLEMS: 1,
-  /** Bad command line: unknown command or option, missing argument, invalid key. */
-  USAGE: 2,
-  /** Invalid configuration: config file, PIXTABLE_* variable, format definition. */
-  CONFIG: 3,
-  /** Another process holds the writer lock on the storage. */
-  LOCKED: 4,
-  /** Something named does not exist: storage, file, format, source, entry. */
-  NOT_FOUND: 5,
-  /** The file system refused: permissions, read-only volume, disk full. */
-  IO: 6,
-  /** A bug: please report it (PIXTABLE_DEBUG=1 prints the stack). */
-  INTERNAL: 70,
-  /** Interrupted by SIGINT/SIGTERM (128 + 2). */
-  INTERRUPTED: 130,
-} as const;
+// The exit codes live beside the error registry (every error code names one); re-exported so the
+// commands keep one import for everything the CLI shares.
+export { EXIT, type ExitCode };
 
 /** An error the CLI reports as one line: the cause, then what to do. */
 export class CliError extends Error {
@@ -68,38 +59,10 @@ export function processIo(): Io {
   };
 }
 
-const IMAGE_ERRORS = new Set<ErrorCode>([
-  'EMPTY_SOURCE',
-  'SOURCE_TOO_LARGE',
-  'UNSUPPORTED_IMAGE',
-  'CORRUPT_IMAGE',
-  'TOO_MANY_PIXELS',
-  'DECODE_TIMEOUT',
-]);
-
 /** The exit code for anything thrown by a command. */
 export function exitCodeFor(e: unknown): number {
   if (e instanceof CliError) return e.exitCode;
-  if (isPixtableError(e)) {
-    switch (e.code) {
-      case 'INVALID_CONFIG':
-      case 'INVALID_FORMAT':
-      case 'INVALID_OPTION':
-        return EXIT.CONFIG;
-      case 'STORAGE_LOCKED':
-        return EXIT.LOCKED;
-      case 'UNKNOWN_FORMAT':
-      case 'SOURCE_NOT_FOUND':
-        return EXIT.NOT_FOUND;
-      case 'INVALID_KEY':
-      case 'INVALID_RECT':
-        return EXIT.USAGE;
-      case 'STORAGE_FULL':
-        return EXIT.IO;
-      default:
-        return IMAGE_ERRORS.has(e.code) ? EXIT.PROBLEMS : EXIT.INTERNAL;
-    }
-  }
+  if (isPixtableError(e)) return errorEntry(e.code).exit;
   const errno = (e as NodeJS.ErrnoException | undefined)?.code;
   if (errno === 'ENOENT' || errno === 'ENOTDIR') return EXIT.NOT_FOUND;
   if (errno && ['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'EIO', 'EISDIR', 'EMFILE'].includes(errno)) {
@@ -113,7 +76,7 @@ const IO_HINTS: Record<string, string> = {
   EACCES: 'check the permissions of the path (in Docker: the volume must be writable by uid 1000, "node")',
   EPERM: 'check the permissions of the path',
   EROFS: 'the volume is mounted read-only; mount it read-write',
-  ENOSPC: 'free disk space or move the storage to a larger volume',
+  ENOSPC: ERRORS.STORAGE_FULL.hint,
   EDQUOT: 'the disk quota is exhausted; free space or raise the quota',
   EMFILE: 'raise the open-file limit (ulimit -n)',
 };
@@ -123,7 +86,7 @@ export function describeError(e: unknown, command: string): string {
   const prefix = `pixtable${command ? ` ${command}` : ''}: `;
   if (e instanceof CliError) return `${prefix}${e.message}${e.hint ? `; ${e.hint}` : ''}`;
   if (isPixtableError(e)) {
-    const hint = pixtableHint(e.code);
+    const hint = errorEntry(e.code).hint;
     return `${prefix}${e.code}: ${oneLine(e.message)}${hint ? `; ${hint}` : ''}`;
   }
   const errno = e as NodeJS.ErrnoException | undefined;
@@ -138,23 +101,7 @@ export function describeError(e: unknown, command: string): string {
     return `${prefix}${text}${hint ? `; ${hint}` : ''}`;
   }
   const msg = e instanceof Error ? e.message : String(e);
-  return `${prefix}internal error: ${oneLine(msg)}; this is a bug, please report it (PIXTABLE_DEBUG=1 shows the stack)`;
-}
-
-function pixtableHint(code: ErrorCode): string | undefined {
-  switch (code) {
-    case 'INVALID_CONFIG':
-    case 'INVALID_FORMAT':
-      return 'fix the configuration (docs/cli.md lists the settings)';
-    case 'UNKNOWN_FORMAT':
-      return 'pixtable stats lists the configured formats (pass the same --config as the server)';
-    case 'SOURCE_NOT_FOUND':
-      return 'import it first: pixtable import <file>';
-    case 'STORAGE_FULL':
-      return 'free disk space or move the storage to a larger volume';
-    default:
-      return undefined;
-  }
+  return `${prefix}internal error: ${oneLine(msg)}; ${ERRORS.INTERNAL.hint}`;
 }
 
 export function oneLine(s: string): string {
