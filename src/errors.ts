@@ -223,6 +223,21 @@ export function isPixtableError(e: unknown): e is PixtableError {
   return e instanceof PixtableError;
 }
 
+/** errno codes that mean the volume (or the user's quota on it) has no room left. */
+const FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * `e` as STORAGE_FULL (naming `where`, keeping `e` as the cause) when the file system said the
+ * volume is full; any other error unchanged. The engine's writes, preallocation and file growth
+ * map a full disk here, so it reaches every caller as one code (HTTP 507, CLI exit 6).
+ */
+export function storageFullOr(e: unknown, where: string): unknown {
+  const errno = (e as NodeJS.ErrnoException | null | undefined)?.code;
+  return errno !== undefined && FULL_ERRNOS.has(errno)
+    ? new PixtableError('STORAGE_FULL', where, { cause: e })
+    : e;
+}
+
 /** sharp-style message: names the parameter, what was expected and what arrived. */
 export function invalidParameter(
   code: ErrorCode,
