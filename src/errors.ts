@@ -202,6 +202,8 @@ export function errorEntry(code: ErrorCode): ErrorEntry {
 export class PixtableError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** This occurrence's facts (what the message adds after the public message), if any. */
+  readonly detail: string | undefined;
   /** Extra machine-readable facts (e.g. `retryAfter` seconds), safe to show to clients. */
   readonly details: Readonly<Record<string, unknown>> | undefined;
 
@@ -215,6 +217,7 @@ export class PixtableError extends Error {
     this.name = 'PixtableError';
     this.code = code;
     this.status = entry.status;
+    this.detail = detail || undefined;
     this.details = options?.details;
   }
 }

@@ -15,6 +15,7 @@ import {
   type ExitCode,
 } from '../errors.js';
 import { validateFormats, type FormatSpec } from '../formats.js';
+import * as is from '../is.js';
 import { loadConfig, type ServerConfig } from '../config/env.js';
 import type { Logger, OpenOptions } from '../types.js';
 
@@ -218,10 +219,13 @@ export function readConfigFile(file: string): ConfigFile {
     out.formats = obj.formats as FormatSpec[];
   }
   if (obj.storage !== undefined) {
-    if (typeof obj.storage !== 'string' || obj.storage === '') {
-      throw new CliError(EXIT.CONFIG, `config file ${file}: "storage" must be a directory path`);
+    let storage: string;
+    try {
+      storage = is.nonEmptyString('"storage"', obj.storage, 'INVALID_CONFIG', 'a directory path');
+    } catch (e) {
+      throw new CliError(EXIT.CONFIG, `config file ${file}: ${(e as PixtableError).detail}`);
     }
-    out.storage = path.resolve(path.dirname(file), obj.storage);
+    out.storage = path.resolve(path.dirname(file), storage);
   }
   return out;
 }
@@ -379,22 +383,27 @@ export function numberFlag(
   opts: { min?: number; max?: number; integer?: boolean } = {},
 ): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
   const min = opts.min ?? 0;
   const max = opts.max ?? Number.MAX_SAFE_INTEGER;
-  if (
-    value.trim() === '' ||
-    !Number.isFinite(n) ||
-    n < min ||
-    n > max ||
-    (opts.integer && !Number.isInteger(n))
-  ) {
-    throw usage(
-      `--${name} must be ${opts.integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(value)}`,
-      command,
-    );
+  return checkFlag(command, () =>
+    is.numberText(`--${name}`, value, min, max, FLAG_CODE, { integer: opts.integer ?? false }),
+  );
+}
+
+/** The code the CLI's is.* checks of flag values throw with; checkFlag turns it into usage. */
+export const FLAG_CODE = 'INVALID_OPTION' satisfies ErrorCode;
+
+/**
+ * Runs is.* checks of command-line values: a value they refuse is a usage error of `command`
+ * (exit 2, "see pixtable <command> --help"), worded by the shared validator.
+ */
+export function checkFlag<T>(command: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (isPixtableError(e) && e.code === FLAG_CODE && e.detail !== undefined) throw usage(e.detail, command);
+    throw e;
   }
-  return n;
 }
 
 export function isPixtable(e: unknown, code: ErrorCode): e is PixtableError {

@@ -8,12 +8,15 @@ import type { ImageCache } from '../cache.js';
 import { PixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
 import { encodeImage, type EncodedType } from '../native/sharp.js';
+import * as is from '../is.js';
 import type { ImageView } from '../types.js';
 import {
   CliError,
   EXIT,
+  FLAG_CODE,
   STORAGE_HELP,
   bytes,
+  checkFlag,
   cliLogger,
   isPixtable,
   numberFlag,
@@ -61,9 +64,16 @@ const TYPES: readonly ExportType[] = ['png', 'webp', 'jpeg', 'avif', 'raw'];
 export function exportType(output: string, type: string | undefined): ExportType {
   if (type !== undefined) {
     const t = type.toLowerCase() === 'jpg' ? 'jpeg' : type.toLowerCase();
-    if (!(TYPES as readonly string[]).includes(t)) {
-      throw usage(`--type must be one of ${TYPES.join(', ')}, got ${JSON.stringify(type)}`, 'export');
-    }
+    // Reports the value as typed (`JPG`, `Bmp`), not as normalised.
+    checkFlag('export', () =>
+      is.ensure(
+        (TYPES as readonly string[]).includes(t),
+        '--type',
+        `one of ${TYPES.join(', ')}`,
+        type,
+        FLAG_CODE,
+      ),
+    );
     return t as ExportType;
   }
   if (output === '-') throw usage('writing to stdout (-o -) needs --type', 'export');

@@ -4,11 +4,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Format } from '../formats.js';
 import type { VerifyProblem } from '../types.js';
+import * as is from '../is.js';
 import {
   CliError,
   EXIT,
+  FLAG_CODE,
   STORAGE_HELP,
   bytes,
+  checkFlag,
   cliLogger,
   noPositionals,
   numberFlag,
@@ -17,7 +20,6 @@ import {
   parseCommand,
   resolveConfig,
   table,
-  usage,
   warn,
   type Io,
 } from './common.js';
@@ -95,8 +97,11 @@ export async function statsCommand(args: string[], io: Io): Promise<number> {
   if (parsed === undefined) return EXIT.OK;
   const { values, positionals } = parsed;
   noPositionals(positionals, 'stats');
-  if (values.server !== undefined && !/^https?:\/\/./.test(values.server)) {
-    throw usage(`--server must be an http:// or https:// URL, got ${JSON.stringify(values.server)}`, 'stats');
+  const server = values.server;
+  if (server !== undefined) {
+    checkFlag('stats', () =>
+      is.ensure(/^https?:\/\/./.test(server), '--server', 'an http:// or https:// URL', server, FLAG_CODE),
+    );
   }
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);

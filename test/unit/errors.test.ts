@@ -1,7 +1,17 @@
-// The registry's helpers: a full disk mapped to one code.
+// The registry's helpers: PixtableError's parts, and a full disk mapped to one code.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ERRORS, PixtableError, storageFullOr } from '../../src/errors.js';
+
+test('a PixtableError carries the public message, the detail and the status of its code', () => {
+  const e = new PixtableError('TABLE_FULL', 'thumb-64: all 8 entries are pinned');
+  assert.equal(e.message, `${ERRORS.TABLE_FULL.message}: thumb-64: all 8 entries are pinned`);
+  assert.equal(e.detail, 'thumb-64: all 8 entries are pinned');
+  assert.equal(e.status, 503);
+  const bare = new PixtableError('READ_ONLY');
+  assert.equal(bare.message, ERRORS.READ_ONLY.message);
+  assert.equal(bare.detail, undefined);
+});
 
 test('ENOSPC and EDQUOT become STORAGE_FULL naming the place; other errors pass unchanged', () => {
   for (const code of ['ENOSPC', 'EDQUOT']) {
