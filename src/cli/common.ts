@@ -17,7 +17,8 @@ import {
 import { validateFormats, type FormatSpec } from '../formats.js';
 import * as is from '../is.js';
 import { loadConfig, type ServerConfig } from '../config/env.js';
-import type { Logger, OpenOptions } from '../types.js';
+import { openOptions } from '../config/open-options.js';
+import type { Logger } from '../types.js';
 
 // The exit codes live beside the error registry (every error code names one); re-exported so the
 // commands keep one import for everything the CLI shares.
@@ -337,28 +338,13 @@ export async function openCache(
       'import images first (pixtable import <dir>), or point --storage / PIXTABLE_STORAGE at the right directory',
     );
   }
-  const options: OpenOptions = {
-    storage: config.storage,
+  const options = openOptions(config, {
     formats,
     readOnly: req.readOnly,
-    sync: config.sync,
-    revalidate: config.revalidate,
-    ...(config.revalidateMs !== undefined ? { revalidateMs: config.revalidateMs } : {}),
     lockTimeoutMs: Math.round((req.waitSeconds ?? 0) * 1000),
-    ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
-    decode: {
-      maxInputBytes: config.maxUploadBytes,
-      ...(req.concurrency !== undefined
-        ? { concurrency: req.concurrency }
-        : config.decode.concurrency !== undefined
-          ? { concurrency: config.decode.concurrency }
-          : {}),
-      ...(config.decode.maxQueue !== undefined ? { maxQueue: config.decode.maxQueue } : {}),
-      ...(config.decode.timeoutMs !== undefined ? { timeoutMs: config.decode.timeoutMs } : {}),
-      ...(config.decode.maxInputPixels !== undefined ? { maxInputPixels: config.decode.maxInputPixels } : {}),
-    },
-    ...(req.logger ? { logger: req.logger } : {}),
-  };
+    decode: { concurrency: req.concurrency },
+    logger: req.logger,
+  });
   try {
     return await ImageCache.open(options);
   } catch (e) {
