@@ -283,6 +283,8 @@ export interface OpenRequest {
   /** Seconds to wait for the writer lock. */
   waitSeconds?: number | undefined;
   concurrency?: number | undefined;
+  /** Decodes that may wait beyond `concurrency` (default: the configuration's). */
+  maxQueue?: number | undefined;
   logger?: Logger;
   /** What to do when another process holds the lock (defaults to: stop it, or --wait). */
   lockHint?: string;
@@ -342,7 +344,7 @@ export async function openCache(
     formats,
     readOnly: req.readOnly,
     lockTimeoutMs: Math.round((req.waitSeconds ?? 0) * 1000),
-    decode: { concurrency: req.concurrency },
+    decode: { concurrency: req.concurrency, maxQueue: req.maxQueue },
     logger: req.logger,
   });
   try {

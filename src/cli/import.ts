@@ -20,6 +20,7 @@ import {
   openCache,
   parseCommand,
   resolveConfig,
+  selectFormats,
   usage,
   warn,
   type Io,
@@ -270,6 +271,9 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
   const jobs = jobsFlag ?? config.decode.concurrency ?? os.availableParallelism();
+  // One more worker than decode slots keeps a file read in flight while the others decode.
+  const workers = jobs + 1;
+  const formatCount = selectFormats(config, values.format).length;
 
   const cache = await openCache(
     config,
@@ -278,6 +282,10 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
       formats: values.format,
       waitSeconds: wait,
       concurrency: jobs,
+      // Room for every decode the workers can have waiting (one per family of each image in
+      // flight). PIXTABLE_DECODE_QUEUE sheds a server's excess requests; applied here it would
+      // fail the import's own files with QUEUE_FULL (with 0, one file in every jobs + 1).
+      maxQueue: Math.min(100_000, workers * formatCount),
       logger: cliLogger(io),
       lockHint:
         'stop that process, retry with --wait SECONDS, or upload through the running server instead (curl -T FILE http://HOST:PORT/v1/sources/KEY)',
@@ -329,8 +337,7 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
         }
       }
     };
-    // One more worker than decode slots keeps a file read in flight while both cores decode.
-    await Promise.all(Array.from({ length: Math.min(jobs + 1, Math.max(1, items.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, items.length)) }, worker));
     progress.finish();
     summary = {
       imported,
