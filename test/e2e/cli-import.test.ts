@@ -179,4 +179,17 @@ describe('pixtable import', () => {
     assert.equal(summary.imported, 5);
     assert.equal(r.code, 1, 'the broken file still counts');
   });
+
+  it("a setting the engine refuses exits 3 with the registry's hint, as one line", async () => {
+    // Above the variable's own minimum, below the engine's (one 4 MiB chunk).
+    const r = await runCli(['import', images, '--storage', path.join(root, 'small-map')], {
+      env: { PIXTABLE_MAX_MAPPED_BYTES: '65536' },
+    });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^pixtable import: INVALID_OPTION: .*maxMappedBytes must be an integer from \d+ .*got 65536; fix the configuration/,
+    );
+  });
 });
