@@ -18,6 +18,7 @@ import { validateFormats, type FormatSpec } from '../formats.js';
 import * as is from '../is.js';
 import { loadConfig, type ServerConfig } from '../config/env.js';
 import { openOptions } from '../config/open-options.js';
+import { lockFile, tablesDir } from '../engine/layout.js';
 import type { Logger } from '../types.js';
 
 // The exit codes live beside the error registry (every error code names one); re-exported so the
@@ -314,7 +315,7 @@ export function selectFormats(config: ServerConfig, names: readonly string[] | u
 export function lockHolder(storage: string, formats: readonly FormatSpec[]): string | undefined {
   for (const f of formats) {
     try {
-      const pid = fs.readFileSync(path.join(storage, 'tables', `${f.name}.lock`), 'utf8').trim();
+      const pid = fs.readFileSync(lockFile(tablesDir(storage), f.name), 'utf8').trim();
       if (pid) return pid;
     } catch {
       // no lock file for this format
@@ -333,7 +334,7 @@ export async function openCache(
   command: string,
 ): Promise<ImageCache> {
   const formats = selectFormats(config, req.formats);
-  if (req.readOnly && !fs.existsSync(path.join(config.storage, 'tables'))) {
+  if (req.readOnly && !fs.existsSync(tablesDir(config.storage))) {
     throw new CliError(
       EXIT.NOT_FOUND,
       `storage ${config.storage} holds no tables`,

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { ImageCache } from '../cache.js';
 import { PixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
+import { sourceFile, sourcesDir, tablesDir } from '../engine/layout.js';
 import { encodeImage, type EncodedType } from '../native/sharp.js';
 import * as is from '../is.js';
 import type { ImageView } from '../types.js';
@@ -149,7 +150,7 @@ export async function exportCommand(args: string[], io: Io): Promise<number> {
     }
   };
   // Read-only first: no lock, so a running server does not get in the way.
-  let cached = fs.existsSync(path.join(config.storage, 'tables'));
+  let cached = fs.existsSync(tablesDir(config.storage));
   if (cached) {
     const ro = await openCache(config, { readOnly: true, logger }, 'export');
     try {
@@ -162,7 +163,7 @@ export async function exportCommand(args: string[], io: Io): Promise<number> {
     }
   }
   if (!cached) {
-    if (!fs.existsSync(path.join(config.storage, 'sources', key))) {
+    if (!fs.existsSync(sourceFile(sourcesDir(config.storage), key))) {
       throw new PixtableError('SOURCE_NOT_FOUND', key);
     }
     let rw: ImageCache;

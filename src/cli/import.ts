@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { ImageCache } from '../cache.js';
 import { PixtableError, isPixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
+import { sourceFile } from '../engine/layout.js';
 import {
   CliError,
   EXIT,
@@ -225,7 +226,7 @@ export async function importOne(
     throw new PixtableError('SOURCE_TOO_LARGE', `${st.size} bytes, the limit is ${maxBytes}`);
   }
   const bytes = await fs.promises.readFile(item.file);
-  if (await sameBytes(path.join(cache.sourcesDir, item.key), bytes)) {
+  if (await sameBytes(sourceFile(cache.sourcesDir, item.key), bytes)) {
     return (await cache.ingest(item.key)).status;
   }
   await cache.put(item.key, bytes);

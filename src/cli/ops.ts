@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Format } from '../formats.js';
 import type { VerifyProblem } from '../types.js';
 import * as is from '../is.js';
+import { indexFile, tableDir, tablesDir } from '../engine/layout.js';
 import {
   CliError,
   EXIT,
@@ -293,11 +294,11 @@ ${STORAGE_HELP}
 
 Exit status: 0 done; 3 configuration; 4 storage locked by another process; 6 file system.`;
 
-function indexBytes(tablesDir: string, formats: readonly Format[]): number {
+function indexBytes(tables: string, formats: readonly Format[]): number {
   let n = 0;
   for (const f of formats) {
     try {
-      n += fs.statSync(path.join(tablesDir, f.name, 'index.log')).size;
+      n += fs.statSync(indexFile(tableDir(tables, f.name))).size;
     } catch {
       // no index yet
     }
@@ -313,7 +314,7 @@ export async function compactCommand(args: string[], io: Io): Promise<number> {
   const wait = numberFlag(values.wait, 'wait', 'compact', { max: 600 });
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
-  if (!fs.existsSync(path.join(config.storage, 'tables'))) {
+  if (!fs.existsSync(tablesDir(config.storage))) {
     throw new CliError(EXIT.NOT_FOUND, `storage ${config.storage} holds no tables`, 'nothing to compact');
   }
   const cache = await openCache(
@@ -329,7 +330,7 @@ export async function compactCommand(args: string[], io: Io): Promise<number> {
   } finally {
     await cache.close();
   }
-  after = indexBytes(path.join(config.storage, 'tables'), config.formatList);
+  after = indexBytes(tablesDir(config.storage), config.formatList);
   io.out(
     `compacted ${config.formatList.length} index log${config.formatList.length === 1 ? '' : 's'} in ${config.storage}: ${bytes(before)} -> ${bytes(after)}\n`,
   );
