@@ -14,6 +14,14 @@ export const PIXEL_FORMATS = [
 export type PixelFormat = (typeof PIXEL_FORMATS)[number];
 export type Fit = 'cover' | 'inside';
 
+/**
+ * Image types an entry can be encoded to (thumbnails over HTTP, `pixtable export`, the encoder in
+ * src/native/sharp.ts). One list, so the server's PIXTABLE_THUMB_TYPES, content negotiation and
+ * the encoder cannot disagree about what exists.
+ */
+export const ENCODED_TYPES = ['webp', 'avif', 'png', 'jpeg'] as const;
+export type EncodedType = (typeof ENCODED_TYPES)[number];
+
 /** Bytes per pixel of each pixel format. */
 export const BYTES_PER_PIXEL: Readonly<Record<PixelFormat, number>> = {
   rgba8: 4,

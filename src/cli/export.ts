@@ -8,7 +8,8 @@ import type { ImageCache } from '../cache.js';
 import { PixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
 import { sourceFile, sourcesDir, tablesDir } from '../engine/layout.js';
-import { encodeImage, type EncodedType } from '../native/sharp.js';
+import type { EncodedType } from '../formats.js';
+import { encodeImage } from '../native/sharp.js';
 import * as is from '../is.js';
 import type { ImageView } from '../types.js';
 import {

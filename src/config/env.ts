@@ -3,13 +3,17 @@
 // message that names the variable, what was expected and what arrived, instead of surfacing later
 // as an odd runtime failure.
 import path from 'node:path';
-import { DEFAULT_FORMATS, validateFormats, type Format, type FormatSpec } from '../formats.js';
+import {
+  DEFAULT_FORMATS,
+  ENCODED_TYPES,
+  validateFormats,
+  type EncodedType,
+  type Format,
+  type FormatSpec,
+} from '../formats.js';
 import { invalidParameter, PixtableError } from '../errors.js';
 import * as is from '../is.js';
 import type { SyncMode } from '../types.js';
-
-export type ThumbType = 'webp' | 'avif' | 'png' | 'jpeg';
-export const THUMB_TYPES: readonly ThumbType[] = ['webp', 'avif', 'png', 'jpeg'];
 
 export interface SigningKey {
   key: Buffer;
@@ -53,7 +57,7 @@ export interface ServerConfig {
   thumbCacheBytes: number;
   thumbQuality: number | undefined;
   /** Server preference among types the client accepts equally. */
-  thumbTypes: readonly ThumbType[];
+  thumbTypes: readonly EncodedType[];
   cacheControl: string;
   /** Empty: signing off. Several entries: any of them verifies (key rotation); the first signs. */
   signingKeys: readonly SigningKey[];
@@ -307,13 +311,13 @@ export function loadConfig(
   );
   const thumbTypes = list(env, 'PIXTABLE_THUMB_TYPES').map((t) => {
     is.ensure(
-      (THUMB_TYPES as readonly string[]).includes(t),
+      (ENCODED_TYPES as readonly string[]).includes(t),
       'PIXTABLE_THUMB_TYPES',
-      `comma-separated values from ${THUMB_TYPES.join(', ')}`,
+      `comma-separated values from ${ENCODED_TYPES.join(', ')}`,
       t,
       C,
     );
-    return t as ThumbType;
+    return t as EncodedType;
   });
   const host = str(env, 'HOST') ?? '127.0.0.1';
   is.ensure(/^[a-zA-Z0-9.:_-]+$/.test(host), 'HOST', 'a host name or IP address to listen on', host, C);

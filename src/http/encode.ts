@@ -1,8 +1,7 @@
 // Thumbnail encoding goes through src/native/sharp.ts (the only module allowed to import sharp).
 // Loaded lazily so that a broken sharp install shows up as a failing /healthz and 5xx on
 // thumbnails rather than a server that cannot start to serve raw pixels.
-import type { PixelFormat } from '../formats.js';
-import type { ThumbType } from '../config/env.js';
+import type { EncodedType, PixelFormat } from '../formats.js';
 
 export interface EncodableView {
   readonly pixels: Buffer;
@@ -12,7 +11,11 @@ export interface EncodableView {
   readonly pixelFormat: PixelFormat;
 }
 
-export type EncodeFn = (view: EncodableView, type: ThumbType, quality: number | undefined) => Promise<Buffer>;
+export type EncodeFn = (
+  view: EncodableView,
+  type: EncodedType,
+  quality: number | undefined,
+) => Promise<Buffer>;
 
 type SharpModule = typeof import('../native/sharp.js');
 let loading: Promise<SharpModule> | undefined;

@@ -2,7 +2,7 @@
 // channel layout) and thumbnail encoding live here; the rest of the code sees plain buffers.
 import sharp, { type Sharp } from 'sharp';
 import { PixtableError } from '../errors.js';
-import type { Fit, PixelFormat } from '../formats.js';
+import type { EncodedType, Fit, PixelFormat } from '../formats.js';
 import { toEncodable } from '../engine/pixels.js';
 
 // Each sharp call runs on libuv's threadpool; the decode queue bounds how many run at once, so
@@ -38,8 +38,6 @@ export interface DecodeOptions {
 export interface EncodeOptions {
   quality?: number;
 }
-
-export type EncodedType = 'webp' | 'avif' | 'png' | 'jpeg';
 
 const LAYOUT_CHANNELS: Record<DecodeLayout, number> = { rgba: 4, rgbx: 4, rgb: 3, gray: 1 };
 
