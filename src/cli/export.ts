@@ -9,7 +9,7 @@ import { PixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
 import { sourceFile, sourcesDir, tablesDir } from '../engine/layout.js';
 import type { EncodedType } from '../formats.js';
-import { encodeImage } from '../native/sharp.js';
+import { sharpEncode } from '../http/encode.js';
 import * as is from '../is.js';
 import type { ImageView } from '../types.js';
 import {
@@ -101,9 +101,7 @@ export function tightRows(view: ImageView): Buffer {
 
 async function render(view: ImageView, type: ExportType, quality: number | undefined): Promise<Buffer> {
   if (type === 'raw') return tightRows(view);
-  return encodeImage(view.pixels, view.width, view.height, view.stride, view.pixelFormat, type, {
-    ...(quality !== undefined ? { quality } : {}),
-  });
+  return sharpEncode(view, type, quality);
 }
 
 export async function exportCommand(args: string[], io: Io): Promise<number> {
