@@ -40,6 +40,24 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': 'off' },
   },
   {
+    // The wrappers of foreign libraries are boundaries: callers convert to and from their plain
+    // terms, so they import nothing of pixtable beyond the error registry and vocabulary types.
+    files: ['src/native/sharp.ts', 'src/native/mmap.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['../*', '!../errors.js', '!../formats.js'],
+              message: 'A foreign boundary imports only src/errors.ts and types of src/formats.ts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/web/**/*.js'],
     languageOptions: {
       globals: {

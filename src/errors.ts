@@ -1,58 +1,209 @@
-// The one error registry. Every failure a user can see has a stable code, an HTTP status and a
-// public message; docs/errors.md documents each code (a test keeps the two in step).
+// The one error registry. Every failure a user can see has a stable code, an HTTP status, the
+// `pixtable` command's exit code and a public message, plus an optional hint (what a person at
+// the command line can do). docs/errors.md documents each code and docs/cli.md each exit code;
+// tests keep both in step with this file.
 // Library callers get a PixtableError (instanceof-checkable, `code` stable across versions);
-// the HTTP layer turns it into `{ "error": { "code", "message" } }` with `status`.
+// the HTTP layer turns it into `{ "error": { "code", "message" } }` with `status`; the CLI
+// prints `code: message; hint` and exits with `exit`.
 
+/**
+ * Exit codes of the `pixtable` command. Documented in docs/cli.md; scripts rely on them, so they
+ * never change meaning. They live beside the registry because every code must name one.
+ */
+export const EXIT = {
+  OK: 0,
+  /** The command ran and found problems: import failures, damaged entries. */
+  PROBLEMS: 1,
+  /** Bad command line: unknown command or option, missing argument, invalid key. */
+  USAGE: 2,
+  /** Invalid configuration: config file, PIXTABLE_* variable, format definition. */
+  CONFIG: 3,
+  /** Another process holds the writer lock on the storage, or the command opened it without. */
+  LOCKED: 4,
+  /** Something named does not exist: storage, file, format, source, entry. */
+  NOT_FOUND: 5,
+  /** The file system refused: permissions, read-only volume, disk full. */
+  IO: 6,
+  /** A bug: please report it (PIXTABLE_DEBUG=1 prints the stack). */
+  INTERNAL: 70,
+  /**
+   * Busy for now (decode queue or table full, a server draining): the same command may succeed
+   * when retried. sysexits' EX_TEMPFAIL, which schedulers and mail-style retry loops know.
+   */
+  TEMPFAIL: 75,
+  /** Interrupted by SIGINT/SIGTERM (128 + 2). */
+  INTERRUPTED: 130,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export interface ErrorEntry {
+  /** HTTP status of a response carrying this error. */
+  readonly status: number;
+  /** `pixtable` exit code when a command fails with this error. */
+  readonly exit: ExitCode;
+  /** Public message: safe to show to anyone, the same in every occurrence. */
+  readonly message: string;
+  /** What a person at the command line can do about it (printed after the message). */
+  readonly hint?: string;
+}
+
+const FIX_CONFIG = 'fix the configuration (docs/cli.md lists the settings)';
+const REPORT_BUG = 'this is a bug, please report it (PIXTABLE_DEBUG=1 shows the stack)';
+
+// `exit` is required, so a new code cannot fall through to "internal error" by accident: each
+// says which of the documented exit codes describes it.
 export const ERRORS = {
   // configuration and options (library callers, CLI, server start)
-  INVALID_CONFIG: { status: 500, message: 'The configuration is invalid' },
-  INVALID_FORMAT: { status: 500, message: 'A format definition is invalid' },
-  INVALID_OPTION: { status: 400, message: 'An option has an invalid value' },
+  INVALID_CONFIG: {
+    status: 500,
+    exit: EXIT.CONFIG,
+    message: 'The configuration is invalid',
+    hint: FIX_CONFIG,
+  },
+  INVALID_FORMAT: {
+    status: 500,
+    exit: EXIT.CONFIG,
+    message: 'A format definition is invalid',
+    hint: FIX_CONFIG,
+  },
+  INVALID_OPTION: {
+    status: 400,
+    exit: EXIT.CONFIG,
+    message: 'An option has an invalid value',
+    hint: FIX_CONFIG,
+  },
   // requests
-  INVALID_PARAMETER: { status: 400, message: 'A request parameter is invalid' },
-  INVALID_KEY: { status: 400, message: 'The source key is invalid or escapes the sources root' },
-  INVALID_RECT: { status: 400, message: 'The rectangle is malformed or outside the image' },
-  RANGE_NOT_SATISFIABLE: { status: 416, message: 'The requested byte range cannot be served' },
-  UNKNOWN_FORMAT: { status: 404, message: 'No format with that name is configured' },
-  SOURCE_NOT_FOUND: { status: 404, message: 'No source image exists for that key' },
-  ROUTE_NOT_FOUND: { status: 404, message: 'No route matches the request' },
-  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
-  BAD_REQUEST: { status: 400, message: 'The request is malformed' },
-  METHOD_NOT_ALLOWED: { status: 405, message: 'The method is not allowed on this route' },
-  NOT_ACCEPTABLE: { status: 406, message: 'None of the accepted image types can be produced' },
-  SIGNATURE_REQUIRED: { status: 403, message: 'This server requires signed URLs' },
-  SIGNATURE_INVALID: { status: 403, message: 'The URL signature does not match' },
-  SIGNATURE_EXPIRED: { status: 403, message: 'The signed URL has expired' },
-  REQUEST_TIMEOUT: { status: 408, message: 'The request took too long to arrive' },
-  BODY_TOO_LARGE: { status: 413, message: 'The request body exceeds the configured limit' },
-  // source images
-  EMPTY_SOURCE: { status: 400, message: 'The source image is empty (zero bytes)' },
-  SOURCE_TOO_LARGE: { status: 413, message: 'The source image exceeds the byte limit' },
-  UNSUPPORTED_IMAGE: { status: 415, message: 'The source is not an image type this server decodes' },
-  CORRUPT_IMAGE: { status: 422, message: 'The source image is truncated or corrupt' },
-  TOO_MANY_PIXELS: { status: 422, message: 'The source image exceeds the input pixel limit' },
-  DECODE_TIMEOUT: { status: 503, message: 'Decoding the source image took too long' },
+  INVALID_PARAMETER: { status: 400, exit: EXIT.USAGE, message: 'A request parameter is invalid' },
+  INVALID_KEY: {
+    status: 400,
+    exit: EXIT.USAGE,
+    message: 'The source key is invalid or escapes the sources root',
+  },
+  INVALID_RECT: {
+    status: 400,
+    exit: EXIT.USAGE,
+    message: 'The rectangle is malformed or outside the image',
+  },
+  RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    exit: EXIT.USAGE,
+    message: 'The requested byte range cannot be served',
+  },
+  UNKNOWN_FORMAT: {
+    status: 404,
+    exit: EXIT.NOT_FOUND,
+    message: 'No format with that name is configured',
+    hint: 'pixtable stats lists the configured formats (pass the same --config as the server)',
+  },
+  SOURCE_NOT_FOUND: {
+    status: 404,
+    exit: EXIT.NOT_FOUND,
+    message: 'No source image exists for that key',
+    hint: 'import it first: pixtable import <file>',
+  },
+  ROUTE_NOT_FOUND: { status: 404, exit: EXIT.NOT_FOUND, message: 'No route matches the request' },
+  HEADERS_TOO_LARGE: { status: 431, exit: EXIT.USAGE, message: 'The request headers are too large' },
+  BAD_REQUEST: { status: 400, exit: EXIT.USAGE, message: 'The request is malformed' },
+  METHOD_NOT_ALLOWED: { status: 405, exit: EXIT.USAGE, message: 'The method is not allowed on this route' },
+  NOT_ACCEPTABLE: {
+    status: 406,
+    exit: EXIT.USAGE,
+    message: 'None of the accepted image types can be produced',
+  },
+  SIGNATURE_REQUIRED: { status: 403, exit: EXIT.USAGE, message: 'This server requires signed URLs' },
+  SIGNATURE_INVALID: { status: 403, exit: EXIT.USAGE, message: 'The URL signature does not match' },
+  SIGNATURE_EXPIRED: { status: 403, exit: EXIT.USAGE, message: 'The signed URL has expired' },
+  REQUEST_TIMEOUT: { status: 408, exit: EXIT.TEMPFAIL, message: 'The request took too long to arrive' },
+  BODY_TOO_LARGE: {
+    status: 413,
+    exit: EXIT.PROBLEMS,
+    message: 'The request body exceeds the configured limit',
+  },
+  // source images: a broken input is a problem the command found, not a failure of the command
+  EMPTY_SOURCE: { status: 400, exit: EXIT.PROBLEMS, message: 'The source image is empty (zero bytes)' },
+  SOURCE_TOO_LARGE: { status: 413, exit: EXIT.PROBLEMS, message: 'The source image exceeds the byte limit' },
+  UNSUPPORTED_IMAGE: {
+    status: 415,
+    exit: EXIT.PROBLEMS,
+    message: 'The source is not an image type this server decodes',
+  },
+  CORRUPT_IMAGE: { status: 422, exit: EXIT.PROBLEMS, message: 'The source image is truncated or corrupt' },
+  TOO_MANY_PIXELS: {
+    status: 422,
+    exit: EXIT.PROBLEMS,
+    message: 'The source image exceeds the input pixel limit',
+  },
+  // A source that cannot be decoded within the limit stays undecodable on retry (same limit).
+  DECODE_TIMEOUT: { status: 503, exit: EXIT.PROBLEMS, message: 'Decoding the source image took too long' },
   // origin fetches
-  ORIGIN_FORBIDDEN: { status: 403, message: 'The origin address is not allowed' },
-  ORIGIN_FAILED: { status: 502, message: 'The origin did not return the source image' },
-  ORIGIN_TIMEOUT: { status: 504, message: 'The origin did not answer in time' },
+  ORIGIN_FORBIDDEN: {
+    status: 403,
+    exit: EXIT.CONFIG,
+    message: 'The origin address is not allowed',
+    hint: 'fix PIXTABLE_ORIGIN or the PIXTABLE_ORIGIN_ALLOW_* lists (docs/config.md)',
+  },
+  ORIGIN_FAILED: { status: 502, exit: EXIT.TEMPFAIL, message: 'The origin did not return the source image' },
+  ORIGIN_TIMEOUT: { status: 504, exit: EXIT.TEMPFAIL, message: 'The origin did not answer in time' },
   // capacity and state
-  SHUTTING_DOWN: { status: 503, message: 'The server is shutting down' },
-  QUEUE_FULL: { status: 503, message: 'The decode queue is full; retry shortly' },
-  TABLE_FULL: { status: 503, message: 'Every entry of the table is pinned by a reader; retry shortly' },
-  STORAGE_LOCKED: { status: 503, message: 'Another process holds the writer lock on this storage' },
-  STORAGE_FULL: { status: 507, message: 'The storage volume is full' },
-  READ_ONLY: { status: 405, message: 'The cache was opened read-only' },
-  CACHE_CLOSED: { status: 503, message: 'The cache is closed' },
-  VIEW_RELEASED: { status: 500, message: 'The view was used after release()' },
-  INTERNAL: { status: 500, message: 'Internal error' },
-} as const satisfies Record<string, { status: number; message: string }>;
+  SHUTTING_DOWN: { status: 503, exit: EXIT.TEMPFAIL, message: 'The server is shutting down' },
+  QUEUE_FULL: {
+    status: 503,
+    exit: EXIT.TEMPFAIL,
+    message: 'The decode queue is full; retry shortly',
+    hint: 'retry, or raise PIXTABLE_DECODE_QUEUE',
+  },
+  TABLE_FULL: {
+    status: 503,
+    exit: EXIT.TEMPFAIL,
+    message: 'Every entry of the table is pinned by a reader; retry shortly',
+    hint: "retry, or raise the format's maxCount",
+  },
+  STORAGE_LOCKED: {
+    status: 503,
+    exit: EXIT.LOCKED,
+    message: 'Another process holds the writer lock on this storage',
+    hint: 'stop the process that holds it, or retry later (commands that write accept --wait SECONDS)',
+  },
+  STORAGE_FULL: {
+    status: 507,
+    exit: EXIT.IO,
+    message: 'The storage volume is full',
+    hint: 'free disk space or move the storage to a larger volume',
+  },
+  // Writing needs the writer lock, which a read-only open never takes: the lock is the remedy.
+  READ_ONLY: {
+    status: 405,
+    exit: EXIT.LOCKED,
+    message: 'The cache was opened read-only',
+    hint: 'writing needs the writer lock: stop the process that holds it, or write through it',
+  },
+  CACHE_CLOSED: { status: 503, exit: EXIT.TEMPFAIL, message: 'The cache is closed' },
+  // Using a view after release() is a programming error in the caller.
+  VIEW_RELEASED: {
+    status: 500,
+    exit: EXIT.INTERNAL,
+    message: 'The view was used after release()',
+    hint: REPORT_BUG,
+  },
+  INTERNAL: { status: 500, exit: EXIT.INTERNAL, message: 'Internal error', hint: REPORT_BUG },
+} as const satisfies Record<string, ErrorEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/**
+ * `ERRORS[code]` typed as an ErrorEntry: the const entries without a hint do not declare the
+ * property, so `ERRORS[code].hint` does not type-check for a code that is not known statically.
+ */
+export function errorEntry(code: ErrorCode): ErrorEntry {
+  return ERRORS[code];
+}
 
 export class PixtableError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** This occurrence's facts (what the message adds after the public message), if any. */
+  readonly detail: string | undefined;
   /** Extra machine-readable facts (e.g. `retryAfter` seconds), safe to show to clients. */
   readonly details: Readonly<Record<string, unknown>> | undefined;
 
@@ -66,12 +217,28 @@ export class PixtableError extends Error {
     this.name = 'PixtableError';
     this.code = code;
     this.status = entry.status;
+    this.detail = detail || undefined;
     this.details = options?.details;
   }
 }
 
 export function isPixtableError(e: unknown): e is PixtableError {
   return e instanceof PixtableError;
+}
+
+/** errno codes that mean the volume (or the user's quota on it) has no room left. */
+const FULL_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * `e` as STORAGE_FULL (naming `where`, keeping `e` as the cause) when the file system said the
+ * volume is full; any other error unchanged. The engine's writes, preallocation and file growth
+ * map a full disk here, so it reaches every caller as one code (HTTP 507, CLI exit 6).
+ */
+export function storageFullOr(e: unknown, where: string): unknown {
+  const errno = (e as NodeJS.ErrnoException | null | undefined)?.code;
+  return errno !== undefined && FULL_ERRNOS.has(errno)
+    ? new PixtableError('STORAGE_FULL', where, { cause: e })
+    : e;
 }
 
 /** sharp-style message: names the parameter, what was expected and what arrived. */

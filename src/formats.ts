@@ -1,5 +1,6 @@
 // Formats: named, fixed geometries. Validated once here; everything downstream trusts them.
-import { invalidParameter, PixtableError } from './errors.js';
+import { PixtableError } from './errors.js';
+import * as is from './is.js';
 
 export const PIXEL_FORMATS = [
   'rgba8',
@@ -12,6 +13,14 @@ export const PIXEL_FORMATS = [
 ] as const;
 export type PixelFormat = (typeof PIXEL_FORMATS)[number];
 export type Fit = 'cover' | 'inside';
+
+/**
+ * Image types an entry can be encoded to (thumbnails over HTTP, `pixtable export`, the encoder in
+ * src/native/sharp.ts). One list, so the server's PIXTABLE_THUMB_TYPES, content negotiation and
+ * the encoder cannot disagree about what exists.
+ */
+export const ENCODED_TYPES = ['webp', 'avif', 'png', 'jpeg'] as const;
+export type EncodedType = (typeof ENCODED_TYPES)[number];
 
 /** Bytes per pixel of each pixel format. */
 export const BYTES_PER_PIXEL: Readonly<Record<PixelFormat, number>> = {
@@ -103,84 +112,61 @@ export function alignUp(n: number, alignment: number): number {
   return Math.ceil(n / alignment) * alignment;
 }
 
-function int(field: string, v: unknown, min: number, max: number, dflt?: number): number {
-  if (v === undefined && dflt !== undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidParameter('INVALID_FORMAT', field, `an integer from ${min} to ${max}`, v);
-  }
-  return v;
-}
+const FIELDS = [
+  'name',
+  'width',
+  'height',
+  'fit',
+  'pixelFormat',
+  'rowAlignment',
+  'maxCount',
+  'family',
+  'enlarge',
+] as const satisfies readonly (keyof FormatSpec)[];
+
+const FITS = ['cover', 'inside'] as const satisfies readonly Fit[];
+
+const C = 'INVALID_FORMAT';
 
 export function validateFormat(spec: unknown, where = 'format'): Format {
-  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
-    throw invalidParameter('INVALID_FORMAT', where, 'an object', spec);
-  }
-  const s = spec as Record<string, unknown>;
-  const known = new Set([
-    'name',
-    'width',
-    'height',
-    'fit',
-    'pixelFormat',
-    'rowAlignment',
-    'maxCount',
-    'family',
-    'enlarge',
-  ]);
-  for (const k of Object.keys(s)) {
-    if (!known.has(k))
-      throw invalidParameter('INVALID_FORMAT', `${where}.${k}`, `one of ${[...known].join(', ')}`, k);
-  }
-  if (typeof s.name !== 'string' || !NAME_RE.test(s.name)) {
-    throw invalidParameter('INVALID_FORMAT', `${where}.name`, `a string matching ${NAME_RE}`, s.name);
-  }
-  const w = `format ${s.name}`;
-  const width = int(`${w}.width`, s.width, 1, MAX_SIDE);
-  const height = int(`${w}.height`, s.height, 1, MAX_SIDE);
-  const fit = s.fit ?? 'cover';
-  if (fit !== 'cover' && fit !== 'inside')
-    throw invalidParameter('INVALID_FORMAT', `${w}.fit`, '"cover" or "inside"', fit);
-  const pixelFormat = s.pixelFormat ?? 'rgba8';
-  if (!(PIXEL_FORMATS as readonly unknown[]).includes(pixelFormat)) {
-    throw invalidParameter(
-      'INVALID_FORMAT',
-      `${w}.pixelFormat`,
-      `one of ${PIXEL_FORMATS.join(', ')}`,
-      pixelFormat,
-    );
-  }
-  const rowAlignment = int(`${w}.rowAlignment`, s.rowAlignment, 1, 4096, 64);
-  if ((rowAlignment & (rowAlignment - 1)) !== 0) {
-    throw invalidParameter('INVALID_FORMAT', `${w}.rowAlignment`, 'a power of two', rowAlignment);
-  }
-  const maxCount = int(`${w}.maxCount`, s.maxCount, 1, 1 << 24, 10_000);
-  if (s.family !== undefined && (typeof s.family !== 'string' || !NAME_RE.test(s.family))) {
-    throw invalidParameter('INVALID_FORMAT', `${w}.family`, `a string matching ${NAME_RE}`, s.family);
-  }
-  if (s.enlarge !== undefined && typeof s.enlarge !== 'boolean') {
-    throw invalidParameter('INVALID_FORMAT', `${w}.enlarge`, 'a boolean', s.enlarge);
-  }
-  const bytesPerPixel = BYTES_PER_PIXEL[pixelFormat as PixelFormat];
+  const s = is.object(where, spec, C);
+  is.knownKeys(where, s, FIELDS, C);
+  const name = is.matching(`${where}.name`, s.name, NAME_RE, C);
+  const w = `format ${name}`;
+  const width = is.intInRange(`${w}.width`, s.width, 1, MAX_SIDE, C);
+  const height = is.intInRange(`${w}.height`, s.height, 1, MAX_SIDE, C);
+  // `??`: a JSON null asks for the default like an absent field does
+  const fit = is.oneOf(`${w}.fit`, s.fit ?? 'cover', FITS, C, { quoted: true });
+  const pixelFormat = is.oneOf(`${w}.pixelFormat`, s.pixelFormat ?? 'rgba8', PIXEL_FORMATS, C);
+  const rowAlignment = is.powerOfTwo(
+    `${w}.rowAlignment`,
+    is.optionalInt(`${w}.rowAlignment`, s.rowAlignment, 64, 1, 4096, C),
+    C,
+  );
+  const maxCount = is.optionalInt(`${w}.maxCount`, s.maxCount, 10_000, 1, 1 << 24, C);
+  const family = s.family === undefined ? undefined : is.matching(`${w}.family`, s.family, NAME_RE, C);
+  const enlarge = is.optionalBool(`${w}.enlarge`, s.enlarge, false, C);
+  const bytesPerPixel = BYTES_PER_PIXEL[pixelFormat];
   const stride = alignUp(width * bytesPerPixel, rowAlignment);
   const pixelBytes = stride * height;
-  if (pixelBytes > MAX_ENTRY_PIXEL_BYTES) {
-    throw invalidParameter(
-      'INVALID_FORMAT',
-      `${w} (stride × height)`,
-      `at most ${MAX_ENTRY_PIXEL_BYTES} bytes`,
-      pixelBytes,
-    );
-  }
+  is.ensure(
+    pixelBytes <= MAX_ENTRY_PIXEL_BYTES,
+    `${w} (stride × height)`,
+    `at most ${MAX_ENTRY_PIXEL_BYTES} bytes`,
+    pixelBytes,
+    C,
+  );
   return Object.freeze({
-    name: s.name,
+    name,
     width,
     height,
     fit,
-    pixelFormat: pixelFormat as PixelFormat,
+    pixelFormat,
     rowAlignment,
     maxCount,
-    family: s.family as string | undefined,
-    enlarge: fit === 'cover' ? true : ((s.enlarge as boolean | undefined) ?? false),
+    family,
+    // cover always fills the box, so it scales small sources up whatever `enlarge` says
+    enlarge: fit === 'cover' ? true : enlarge,
     bytesPerPixel,
     stride,
     pixelBytes,
@@ -188,10 +174,8 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
 }
 
 export function validateFormats(specs: unknown): Format[] {
-  if (!Array.isArray(specs) || specs.length === 0) {
-    throw invalidParameter('INVALID_FORMAT', 'formats', 'a non-empty array of format objects', specs);
-  }
-  const out = specs.map((s, i) => validateFormat(s, `formats[${i}]`));
+  const list = is.nonEmptyArray('formats', specs, C, 'a non-empty array of format objects');
+  const out = list.map((s, i) => validateFormat(s, `formats[${i}]`));
   const seen = new Set<string>();
   for (const f of out) {
     if (seen.has(f.name))

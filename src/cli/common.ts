@@ -5,31 +5,25 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ImageCache } from '../cache.js';
-import { PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
+import {
+  ERRORS,
+  EXIT,
+  PixtableError,
+  errorEntry,
+  isPixtableError,
+  type ErrorCode,
+  type ExitCode,
+} from '../errors.js';
 import { validateFormats, type FormatSpec } from '../formats.js';
+import * as is from '../is.js';
 import { loadConfig, type ServerConfig } from '../config/env.js';
-import type { Logger, OpenOptions } from '../types.js';
+import { openOptions } from '../config/open-options.js';
+import { lockFile, tablesDir } from '../engine/layout.js';
+import type { Logger } from '../types.js';
 
-/** Documented in docs/cli.md; scripts rely on them, so they never change meaning. */
-export const EXIT = {
-  OK: 0,
-  /** The command ran and found problems: import failures, damaged entries. */
-  PROBLEMS: 1,
-  /** Bad command line: unknown command or option, missing argument, invalid key. */
-  USAGE: 2,
-  /** Invalid configuration: config file, PIXTABLE_* variable, format definition. */
-  CONFIG: 3,
-  /** Another process holds the writer lock on the storage. */
-  LOCKED: 4,
-  /** Something named does not exist: storage, file, format, source, entry. */
-  NOT_FOUND: 5,
-  /** The file system refused: permissions, read-only volume, disk full. */
-  IO: 6,
-  /** A bug: please report it (PIXTABLE_DEBUG=1 prints the stack). */
-  INTERNAL: 70,
-  /** Interrupted by SIGINT/SIGTERM (128 + 2). */
-  INTERRUPTED: 130,
-} as const;
+// The exit codes live beside the error registry (every error code names one); re-exported so the
+// commands keep one import for everything the CLI shares.
+export { EXIT, type ExitCode };
 
 /** An error the CLI reports as one line: the cause, then what to do. */
 export class CliError extends Error {
@@ -68,38 +62,10 @@ export function processIo(): Io {
   };
 }
 
-const IMAGE_ERRORS = new Set<ErrorCode>([
-  'EMPTY_SOURCE',
-  'SOURCE_TOO_LARGE',
-  'UNSUPPORTED_IMAGE',
-  'CORRUPT_IMAGE',
-  'TOO_MANY_PIXELS',
-  'DECODE_TIMEOUT',
-]);
-
 /** The exit code for anything thrown by a command. */
 export function exitCodeFor(e: unknown): number {
   if (e instanceof CliError) return e.exitCode;
-  if (isPixtableError(e)) {
-    switch (e.code) {
-      case 'INVALID_CONFIG':
-      case 'INVALID_FORMAT':
-      case 'INVALID_OPTION':
-        return EXIT.CONFIG;
-      case 'STORAGE_LOCKED':
-        return EXIT.LOCKED;
-      case 'UNKNOWN_FORMAT':
-      case 'SOURCE_NOT_FOUND':
-        return EXIT.NOT_FOUND;
-      case 'INVALID_KEY':
-      case 'INVALID_RECT':
-        return EXIT.USAGE;
-      case 'STORAGE_FULL':
-        return EXIT.IO;
-      default:
-        return IMAGE_ERRORS.has(e.code) ? EXIT.PROBLEMS : EXIT.INTERNAL;
-    }
-  }
+  if (isPixtableError(e)) return errorEntry(e.code).exit;
   const errno = (e as NodeJS.ErrnoException | undefined)?.code;
   if (errno === 'ENOENT' || errno === 'ENOTDIR') return EXIT.NOT_FOUND;
   if (errno && ['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'EIO', 'EISDIR', 'EMFILE'].includes(errno)) {
@@ -113,7 +79,7 @@ const IO_HINTS: Record<string, string> = {
   EACCES: 'check the permissions of the path (in Docker: the volume must be writable by uid 1000, "node")',
   EPERM: 'check the permissions of the path',
   EROFS: 'the volume is mounted read-only; mount it read-write',
-  ENOSPC: 'free disk space or move the storage to a larger volume',
+  ENOSPC: ERRORS.STORAGE_FULL.hint,
   EDQUOT: 'the disk quota is exhausted; free space or raise the quota',
   EMFILE: 'raise the open-file limit (ulimit -n)',
 };
@@ -123,7 +89,7 @@ export function describeError(e: unknown, command: string): string {
   const prefix = `pixtable${command ? ` ${command}` : ''}: `;
   if (e instanceof CliError) return `${prefix}${e.message}${e.hint ? `; ${e.hint}` : ''}`;
   if (isPixtableError(e)) {
-    const hint = pixtableHint(e.code);
+    const hint = errorEntry(e.code).hint;
     return `${prefix}${e.code}: ${oneLine(e.message)}${hint ? `; ${hint}` : ''}`;
   }
   const errno = e as NodeJS.ErrnoException | undefined;
@@ -138,23 +104,7 @@ export function describeError(e: unknown, command: string): string {
     return `${prefix}${text}${hint ? `; ${hint}` : ''}`;
   }
   const msg = e instanceof Error ? e.message : String(e);
-  return `${prefix}internal error: ${oneLine(msg)}; this is a bug, please report it (PIXTABLE_DEBUG=1 shows the stack)`;
-}
-
-function pixtableHint(code: ErrorCode): string | undefined {
-  switch (code) {
-    case 'INVALID_CONFIG':
-    case 'INVALID_FORMAT':
-      return 'fix the configuration (docs/cli.md lists the settings)';
-    case 'UNKNOWN_FORMAT':
-      return 'pixtable stats lists the configured formats (pass the same --config as the server)';
-    case 'SOURCE_NOT_FOUND':
-      return 'import it first: pixtable import <file>';
-    case 'STORAGE_FULL':
-      return 'free disk space or move the storage to a larger volume';
-    default:
-      return undefined;
-  }
+  return `${prefix}internal error: ${oneLine(msg)}; ${ERRORS.INTERNAL.hint}`;
 }
 
 export function oneLine(s: string): string {
@@ -271,10 +221,13 @@ export function readConfigFile(file: string): ConfigFile {
     out.formats = obj.formats as FormatSpec[];
   }
   if (obj.storage !== undefined) {
-    if (typeof obj.storage !== 'string' || obj.storage === '') {
-      throw new CliError(EXIT.CONFIG, `config file ${file}: "storage" must be a directory path`);
+    let storage: string;
+    try {
+      storage = is.nonEmptyString('"storage"', obj.storage, 'INVALID_CONFIG', 'a directory path');
+    } catch (e) {
+      throw new CliError(EXIT.CONFIG, `config file ${file}: ${(e as PixtableError).detail}`);
     }
-    out.storage = path.resolve(path.dirname(file), obj.storage);
+    out.storage = path.resolve(path.dirname(file), storage);
   }
   return out;
 }
@@ -331,6 +284,8 @@ export interface OpenRequest {
   /** Seconds to wait for the writer lock. */
   waitSeconds?: number | undefined;
   concurrency?: number | undefined;
+  /** Decodes that may wait beyond `concurrency` (default: the configuration's). */
+  maxQueue?: number | undefined;
   logger?: Logger;
   /** What to do when another process holds the lock (defaults to: stop it, or --wait). */
   lockHint?: string;
@@ -360,7 +315,7 @@ export function selectFormats(config: ServerConfig, names: readonly string[] | u
 export function lockHolder(storage: string, formats: readonly FormatSpec[]): string | undefined {
   for (const f of formats) {
     try {
-      const pid = fs.readFileSync(path.join(storage, 'tables', `${f.name}.lock`), 'utf8').trim();
+      const pid = fs.readFileSync(lockFile(tablesDir(storage), f.name), 'utf8').trim();
       if (pid) return pid;
     } catch {
       // no lock file for this format
@@ -379,35 +334,20 @@ export async function openCache(
   command: string,
 ): Promise<ImageCache> {
   const formats = selectFormats(config, req.formats);
-  if (req.readOnly && !fs.existsSync(path.join(config.storage, 'tables'))) {
+  if (req.readOnly && !fs.existsSync(tablesDir(config.storage))) {
     throw new CliError(
       EXIT.NOT_FOUND,
       `storage ${config.storage} holds no tables`,
       'import images first (pixtable import <dir>), or point --storage / PIXTABLE_STORAGE at the right directory',
     );
   }
-  const options: OpenOptions = {
-    storage: config.storage,
+  const options = openOptions(config, {
     formats,
     readOnly: req.readOnly,
-    sync: config.sync,
-    revalidate: config.revalidate,
-    ...(config.revalidateMs !== undefined ? { revalidateMs: config.revalidateMs } : {}),
     lockTimeoutMs: Math.round((req.waitSeconds ?? 0) * 1000),
-    ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
-    decode: {
-      maxInputBytes: config.maxUploadBytes,
-      ...(req.concurrency !== undefined
-        ? { concurrency: req.concurrency }
-        : config.decode.concurrency !== undefined
-          ? { concurrency: config.decode.concurrency }
-          : {}),
-      ...(config.decode.maxQueue !== undefined ? { maxQueue: config.decode.maxQueue } : {}),
-      ...(config.decode.timeoutMs !== undefined ? { timeoutMs: config.decode.timeoutMs } : {}),
-      ...(config.decode.maxInputPixels !== undefined ? { maxInputPixels: config.decode.maxInputPixels } : {}),
-    },
-    ...(req.logger ? { logger: req.logger } : {}),
-  };
+    decode: { concurrency: req.concurrency, maxQueue: req.maxQueue },
+    logger: req.logger,
+  });
   try {
     return await ImageCache.open(options);
   } catch (e) {
@@ -432,22 +372,27 @@ export function numberFlag(
   opts: { min?: number; max?: number; integer?: boolean } = {},
 ): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
   const min = opts.min ?? 0;
   const max = opts.max ?? Number.MAX_SAFE_INTEGER;
-  if (
-    value.trim() === '' ||
-    !Number.isFinite(n) ||
-    n < min ||
-    n > max ||
-    (opts.integer && !Number.isInteger(n))
-  ) {
-    throw usage(
-      `--${name} must be ${opts.integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(value)}`,
-      command,
-    );
+  return checkFlag(command, () =>
+    is.numberText(`--${name}`, value, min, max, FLAG_CODE, { integer: opts.integer ?? false }),
+  );
+}
+
+/** The code the CLI's is.* checks of flag values throw with; checkFlag turns it into usage. */
+export const FLAG_CODE = 'INVALID_OPTION' satisfies ErrorCode;
+
+/**
+ * Runs is.* checks of command-line values: a value they refuse is a usage error of `command`
+ * (exit 2, "see pixtable <command> --help"), worded by the shared validator.
+ */
+export function checkFlag<T>(command: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (isPixtableError(e) && e.code === FLAG_CODE && e.detail !== undefined) throw usage(e.detail, command);
+    throw e;
   }
-  return n;
 }
 
 export function isPixtable(e: unknown, code: ErrorCode): e is PixtableError {

@@ -7,13 +7,18 @@ import path from 'node:path';
 import type { ImageCache } from '../cache.js';
 import { PixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
-import { encodeImage, type EncodedType } from '../native/sharp.js';
+import { sourceFile, sourcesDir, tablesDir } from '../engine/layout.js';
+import type { EncodedType } from '../formats.js';
+import { sharpEncode } from '../http/encode.js';
+import * as is from '../is.js';
 import type { ImageView } from '../types.js';
 import {
   CliError,
   EXIT,
+  FLAG_CODE,
   STORAGE_HELP,
   bytes,
+  checkFlag,
   cliLogger,
   isPixtable,
   numberFlag,
@@ -61,9 +66,16 @@ const TYPES: readonly ExportType[] = ['png', 'webp', 'jpeg', 'avif', 'raw'];
 export function exportType(output: string, type: string | undefined): ExportType {
   if (type !== undefined) {
     const t = type.toLowerCase() === 'jpg' ? 'jpeg' : type.toLowerCase();
-    if (!(TYPES as readonly string[]).includes(t)) {
-      throw usage(`--type must be one of ${TYPES.join(', ')}, got ${JSON.stringify(type)}`, 'export');
-    }
+    // Reports the value as typed (`JPG`, `Bmp`), not as normalised.
+    checkFlag('export', () =>
+      is.ensure(
+        (TYPES as readonly string[]).includes(t),
+        '--type',
+        `one of ${TYPES.join(', ')}`,
+        type,
+        FLAG_CODE,
+      ),
+    );
     return t as ExportType;
   }
   if (output === '-') throw usage('writing to stdout (-o -) needs --type', 'export');
@@ -89,9 +101,7 @@ export function tightRows(view: ImageView): Buffer {
 
 async function render(view: ImageView, type: ExportType, quality: number | undefined): Promise<Buffer> {
   if (type === 'raw') return tightRows(view);
-  return encodeImage(view.pixels, view.width, view.height, view.stride, view.pixelFormat, type, {
-    ...(quality !== undefined ? { quality } : {}),
-  });
+  return sharpEncode(view, type, quality);
 }
 
 export async function exportCommand(args: string[], io: Io): Promise<number> {
@@ -139,7 +149,7 @@ export async function exportCommand(args: string[], io: Io): Promise<number> {
     }
   };
   // Read-only first: no lock, so a running server does not get in the way.
-  let cached = fs.existsSync(path.join(config.storage, 'tables'));
+  let cached = fs.existsSync(tablesDir(config.storage));
   if (cached) {
     const ro = await openCache(config, { readOnly: true, logger }, 'export');
     try {
@@ -152,7 +162,7 @@ export async function exportCommand(args: string[], io: Io): Promise<number> {
     }
   }
   if (!cached) {
-    if (!fs.existsSync(path.join(config.storage, 'sources', key))) {
+    if (!fs.existsSync(sourceFile(sourcesDir(config.storage), key))) {
       throw new PixtableError('SOURCE_NOT_FOUND', key);
     }
     let rw: ImageCache;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { ImageCache } from '../cache.js';
 import { PixtableError, isPixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
+import { sourceFile } from '../engine/layout.js';
 import {
   CliError,
   EXIT,
@@ -20,6 +21,7 @@ import {
   openCache,
   parseCommand,
   resolveConfig,
+  selectFormats,
   usage,
   warn,
   type Io,
@@ -224,7 +226,7 @@ export async function importOne(
     throw new PixtableError('SOURCE_TOO_LARGE', `${st.size} bytes, the limit is ${maxBytes}`);
   }
   const bytes = await fs.promises.readFile(item.file);
-  if (await sameBytes(path.join(cache.sourcesDir, item.key), bytes)) {
+  if (await sameBytes(sourceFile(cache.sourcesDir, item.key), bytes)) {
     return (await cache.ingest(item.key)).status;
   }
   await cache.put(item.key, bytes);
@@ -270,6 +272,9 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
   const jobs = jobsFlag ?? config.decode.concurrency ?? os.availableParallelism();
+  // One more worker than decode slots keeps a file read in flight while the others decode.
+  const workers = jobs + 1;
+  const formatCount = selectFormats(config, values.format).length;
 
   const cache = await openCache(
     config,
@@ -278,6 +283,10 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
       formats: values.format,
       waitSeconds: wait,
       concurrency: jobs,
+      // Room for every decode the workers can have waiting (one per family of each image in
+      // flight). PIXTABLE_DECODE_QUEUE sheds a server's excess requests; applied here it would
+      // fail the import's own files with QUEUE_FULL (with 0, one file in every jobs + 1).
+      maxQueue: Math.min(100_000, workers * formatCount),
       logger: cliLogger(io),
       lockHint:
         'stop that process, retry with --wait SECONDS, or upload through the running server instead (curl -T FILE http://HOST:PORT/v1/sources/KEY)',
@@ -329,8 +338,7 @@ export async function importCommand(args: string[], io: Io): Promise<number> {
         }
       }
     };
-    // One more worker than decode slots keeps a file read in flight while both cores decode.
-    await Promise.all(Array.from({ length: Math.min(jobs + 1, Math.max(1, items.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.min(workers, Math.max(1, items.length)) }, worker));
     progress.finish();
     summary = {
       imported,

@@ -29,7 +29,7 @@ get it.
 
 Exit status: 0 ok; 1 problems found (failed imports, damaged entries); 2 usage; 3 configuration;
 4 storage locked by another process; 5 not found; 6 file system; 70 internal error;
-130 interrupted.`;
+75 temporarily unavailable (retry); 130 interrupted.`;
 
 type Command = (args: string[], io: Io) => Promise<number | 'running'>;
 

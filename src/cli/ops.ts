@@ -4,11 +4,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Format } from '../formats.js';
 import type { VerifyProblem } from '../types.js';
+import * as is from '../is.js';
+import { indexFile, tableDir, tablesDir } from '../engine/layout.js';
 import {
   CliError,
   EXIT,
+  FLAG_CODE,
   STORAGE_HELP,
   bytes,
+  checkFlag,
   cliLogger,
   noPositionals,
   numberFlag,
@@ -17,7 +21,6 @@ import {
   parseCommand,
   resolveConfig,
   table,
-  usage,
   warn,
   type Io,
 } from './common.js';
@@ -95,8 +98,11 @@ export async function statsCommand(args: string[], io: Io): Promise<number> {
   if (parsed === undefined) return EXIT.OK;
   const { values, positionals } = parsed;
   noPositionals(positionals, 'stats');
-  if (values.server !== undefined && !/^https?:\/\/./.test(values.server)) {
-    throw usage(`--server must be an http:// or https:// URL, got ${JSON.stringify(values.server)}`, 'stats');
+  const server = values.server;
+  if (server !== undefined) {
+    checkFlag('stats', () =>
+      is.ensure(/^https?:\/\/./.test(server), '--server', 'an http:// or https:// URL', server, FLAG_CODE),
+    );
   }
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
@@ -288,11 +294,11 @@ ${STORAGE_HELP}
 
 Exit status: 0 done; 3 configuration; 4 storage locked by another process; 6 file system.`;
 
-function indexBytes(tablesDir: string, formats: readonly Format[]): number {
+function indexBytes(tables: string, formats: readonly Format[]): number {
   let n = 0;
   for (const f of formats) {
     try {
-      n += fs.statSync(path.join(tablesDir, f.name, 'index.log')).size;
+      n += fs.statSync(indexFile(tableDir(tables, f.name))).size;
     } catch {
       // no index yet
     }
@@ -308,7 +314,7 @@ export async function compactCommand(args: string[], io: Io): Promise<number> {
   const wait = numberFlag(values.wait, 'wait', 'compact', { max: 600 });
   const { config, warnings } = resolveConfig(values, io);
   for (const w of warnings) warn(io, w);
-  if (!fs.existsSync(path.join(config.storage, 'tables'))) {
+  if (!fs.existsSync(tablesDir(config.storage))) {
     throw new CliError(EXIT.NOT_FOUND, `storage ${config.storage} holds no tables`, 'nothing to compact');
   }
   const cache = await openCache(
@@ -324,7 +330,7 @@ export async function compactCommand(args: string[], io: Io): Promise<number> {
   } finally {
     await cache.close();
   }
-  after = indexBytes(path.join(config.storage, 'tables'), config.formatList);
+  after = indexBytes(tablesDir(config.storage), config.formatList);
   io.out(
     `compacted ${config.formatList.length} index log${config.formatList.length === 1 ? '' : 's'} in ${config.storage}: ${bytes(before)} -> ${bytes(after)}\n`,
   );

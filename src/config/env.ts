@@ -3,12 +3,17 @@
 // message that names the variable, what was expected and what arrived, instead of surfacing later
 // as an odd runtime failure.
 import path from 'node:path';
-import { DEFAULT_FORMATS, validateFormats, type Format, type FormatSpec } from '../formats.js';
+import {
+  DEFAULT_FORMATS,
+  ENCODED_TYPES,
+  validateFormats,
+  type EncodedType,
+  type Format,
+  type FormatSpec,
+} from '../formats.js';
 import { invalidParameter, PixtableError } from '../errors.js';
+import * as is from '../is.js';
 import type { SyncMode } from '../types.js';
-
-export type ThumbType = 'webp' | 'avif' | 'png' | 'jpeg';
-export const THUMB_TYPES: readonly ThumbType[] = ['webp', 'avif', 'png', 'jpeg'];
 
 export interface SigningKey {
   key: Buffer;
@@ -52,7 +57,7 @@ export interface ServerConfig {
   thumbCacheBytes: number;
   thumbQuality: number | undefined;
   /** Server preference among types the client accepts equally. */
-  thumbTypes: readonly ThumbType[];
+  thumbTypes: readonly EncodedType[];
   cacheControl: string;
   /** Empty: signing off. Several entries: any of them verifies (key rotation); the first signs. */
   signingKeys: readonly SigningKey[];
@@ -122,11 +127,10 @@ export const ENV_VARS = [
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
 const OTHER_KNOWN = new Set<string>(['PIXTABLE_CONFIG', 'PIXTABLE_DEBUG']);
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const SYNC_MODES = ['none', 'batch', 'always'] as const satisfies readonly SyncMode[];
 
-function bad(name: string, expected: string, actual: unknown): PixtableError {
-  return invalidParameter('INVALID_CONFIG', name, expected, actual);
-}
+const C = 'INVALID_CONFIG';
 
 function str(env: Env, name: string): string | undefined {
   const v = env[name];
@@ -139,21 +143,12 @@ function int(env: Env, name: string, min: number, max: number): number | undefin
 function int(env: Env, name: string, min: number, max: number, dflt: number): number;
 function int(env: Env, name: string, min: number, max: number, dflt?: number): number | undefined {
   const v = str(env, name);
-  if (v === undefined) return dflt;
-  // Underscores allowed as digit separators (52_428_800) because byte sizes are long.
-  if (!/^\d[\d_]*$/.test(v)) throw bad(name, `an integer from ${min} to ${max}`, v);
-  const n = Number(v.replaceAll('_', ''));
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(name, `an integer from ${min} to ${max}`, v);
-  return n;
+  return v === undefined ? dflt : is.intText(name, v, min, max, C);
 }
 
 function bool(env: Env, name: string, dflt: boolean): boolean {
   const v = str(env, name);
-  if (v === undefined) return dflt;
-  const l = v.toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(l)) return true;
-  if (['0', 'false', 'no', 'off'].includes(l)) return false;
-  throw bad(name, 'a boolean (true/false, 1/0, yes/no, on/off)', v);
+  return v === undefined ? dflt : is.boolText(name, v, C);
 }
 
 function list(env: Env, name: string): string[] {
@@ -167,9 +162,13 @@ function list(env: Env, name: string): string[] {
 
 function hexList(env: Env, name: string): Buffer[] {
   return list(env, name).map((h, i) => {
-    if (!/^(?:[0-9a-fA-F]{2})+$/.test(h)) {
-      throw bad(`${name} (entry ${i + 1})`, 'hex-encoded bytes (an even number of 0-9a-f digits)', h);
-    }
+    is.ensure(
+      /^(?:[0-9a-fA-F]{2})+$/.test(h),
+      `${name} (entry ${i + 1})`,
+      'hex-encoded bytes (an even number of 0-9a-f digits)',
+      h,
+      C,
+    );
     return Buffer.from(h, 'hex');
   });
 }
@@ -181,7 +180,8 @@ function parseFormats(env: Env): { specs: readonly FormatSpec[]; list: Format[] 
   try {
     parsed = JSON.parse(v);
   } catch (e) {
-    throw bad(
+    throw invalidParameter(
+      C,
       'PIXTABLE_FORMATS',
       'a JSON array of format objects',
       `unparsable JSON (${(e as Error).message})`,
@@ -198,17 +198,22 @@ function parseFormats(env: Env): { specs: readonly FormatSpec[]; list: Format[] 
 function parseSigning(env: Env): SigningKey[] {
   const keys = hexList(env, 'PIXTABLE_KEY');
   const salts = hexList(env, 'PIXTABLE_SALT');
-  if (keys.length !== salts.length) {
-    // A key without its salt would silently verify nothing the signer produced.
-    throw bad(
-      'PIXTABLE_KEY/PIXTABLE_SALT',
-      'the same number of comma-separated hex values (one salt per key)',
-      `${keys.length} key(s) and ${salts.length} salt(s)`,
-    );
-  }
+  // A key without its salt would silently verify nothing the signer produced.
+  is.ensure(
+    keys.length === salts.length,
+    'PIXTABLE_KEY/PIXTABLE_SALT',
+    'the same number of comma-separated hex values (one salt per key)',
+    `${keys.length} key(s) and ${salts.length} salt(s)`,
+    C,
+  );
   keys.forEach((k, i) => {
-    if (k.length < 16)
-      throw bad(`PIXTABLE_KEY (entry ${i + 1})`, 'at least 16 bytes (32 hex digits)', `${k.length} bytes`);
+    is.ensure(
+      k.length >= 16,
+      `PIXTABLE_KEY (entry ${i + 1})`,
+      'at least 16 bytes (32 hex digits)',
+      `${k.length} bytes`,
+      C,
+    );
   });
   return keys.map((key, i) => ({ key, salt: salts[i] as Buffer }));
 }
@@ -218,34 +223,51 @@ function parseOrigin(env: Env, maxUploadBytes: number): OriginConfig | undefined
   if (v === undefined) {
     for (const n of ENV_VARS) {
       if (n.startsWith('PIXTABLE_ORIGIN_') && str(env, n) !== undefined) {
-        throw bad(n, 'set only together with PIXTABLE_ORIGIN', env[n]);
+        throw invalidParameter(C, n, 'set only together with PIXTABLE_ORIGIN', env[n]);
       }
     }
     return undefined;
   }
-  let base: URL;
+  let base: URL | undefined;
   try {
     base = new URL(v);
   } catch {
-    throw bad('PIXTABLE_ORIGIN', 'an absolute http:// or https:// URL', v);
+    base = undefined;
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-    throw bad('PIXTABLE_ORIGIN', 'an absolute http:// or https:// URL', v);
-  }
-  if (base.username || base.password || base.search || base.hash) {
-    throw bad('PIXTABLE_ORIGIN', 'a URL without credentials, query or fragment', v);
-  }
+  is.ensure(
+    base !== undefined && (base.protocol === 'http:' || base.protocol === 'https:'),
+    'PIXTABLE_ORIGIN',
+    'an absolute http:// or https:// URL',
+    v,
+    C,
+  );
+  is.ensure(
+    !(base.username || base.password || base.search || base.hash),
+    'PIXTABLE_ORIGIN',
+    'a URL without credentials, query or fragment',
+    v,
+    C,
+  );
   if (!base.pathname.endsWith('/')) base.pathname += '/';
   const allowHosts = list(env, 'PIXTABLE_ORIGIN_ALLOW_HOSTS').map((h) => h.toLowerCase());
   for (const h of allowHosts) {
-    if (!/^(\*\.)?[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/.test(h)) {
-      throw bad('PIXTABLE_ORIGIN_ALLOW_HOSTS', 'comma-separated host names (optionally *.suffix)', h);
-    }
+    is.ensure(
+      /^(\*\.)?[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/.test(h),
+      'PIXTABLE_ORIGIN_ALLOW_HOSTS',
+      'comma-separated host names (optionally *.suffix)',
+      h,
+      C,
+    );
   }
   const allowNetworks = list(env, 'PIXTABLE_ORIGIN_ALLOW_NETWORKS');
   for (const c of allowNetworks) {
-    if (!isCidr(c))
-      throw bad('PIXTABLE_ORIGIN_ALLOW_NETWORKS', 'comma-separated CIDR ranges like 10.0.0.0/8', c);
+    is.ensure(
+      isCidr(c),
+      'PIXTABLE_ORIGIN_ALLOW_NETWORKS',
+      'comma-separated CIDR ranges like 10.0.0.0/8',
+      c,
+      C,
+    );
   }
   return {
     base,
@@ -280,21 +302,25 @@ export function loadConfig(
 ): { config: ServerConfig; warnings: string[] } {
   const maxUploadBytes = int(env, 'PIXTABLE_MAX_UPLOAD_BYTES', 1, 2 ** 31 - 1, 50 * 1024 * 1024);
   const formats = parseFormats(env);
-  const sync = str(env, 'PIXTABLE_SYNC') ?? 'batch';
-  if (sync !== 'none' && sync !== 'batch' && sync !== 'always') {
-    throw bad('PIXTABLE_SYNC', 'one of none, batch, always', sync);
-  }
-  const logLevel = (str(env, 'PIXTABLE_LOG_LEVEL') ?? 'info').toLowerCase();
-  if (!LOG_LEVELS.includes(logLevel))
-    throw bad('PIXTABLE_LOG_LEVEL', `one of ${LOG_LEVELS.join(', ')}`, logLevel);
-  const thumbTypesRaw = list(env, 'PIXTABLE_THUMB_TYPES');
-  for (const t of thumbTypesRaw) {
-    if (!(THUMB_TYPES as readonly string[]).includes(t)) {
-      throw bad('PIXTABLE_THUMB_TYPES', `comma-separated values from ${THUMB_TYPES.join(', ')}`, t);
-    }
-  }
+  const sync = is.oneOf('PIXTABLE_SYNC', str(env, 'PIXTABLE_SYNC') ?? 'batch', SYNC_MODES, C);
+  const logLevel = is.oneOf(
+    'PIXTABLE_LOG_LEVEL',
+    (str(env, 'PIXTABLE_LOG_LEVEL') ?? 'info').toLowerCase(),
+    LOG_LEVELS,
+    C,
+  );
+  const thumbTypes = list(env, 'PIXTABLE_THUMB_TYPES').map((t) => {
+    is.ensure(
+      (ENCODED_TYPES as readonly string[]).includes(t),
+      'PIXTABLE_THUMB_TYPES',
+      `comma-separated values from ${ENCODED_TYPES.join(', ')}`,
+      t,
+      C,
+    );
+    return t as EncodedType;
+  });
   const host = str(env, 'HOST') ?? '127.0.0.1';
-  if (!/^[a-zA-Z0-9.:_-]+$/.test(host)) throw bad('HOST', 'a host name or IP address to listen on', host);
+  is.ensure(/^[a-zA-Z0-9.:_-]+$/.test(host), 'HOST', 'a host name or IP address to listen on', host, C);
   const requestTimeoutMs = int(env, 'PIXTABLE_REQUEST_TIMEOUT_MS', 1, 3_600_000, 60_000);
   const headersTimeoutMs = int(
     env,
@@ -303,14 +329,14 @@ export function loadConfig(
     3_600_000,
     Math.min(10_000, requestTimeoutMs),
   );
-  if (headersTimeoutMs > requestTimeoutMs) {
-    // Node refuses this combination at listen time with a less helpful message.
-    throw bad(
-      'PIXTABLE_HEADERS_TIMEOUT_MS',
-      `at most PIXTABLE_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
-      headersTimeoutMs,
-    );
-  }
+  // Node refuses this combination at listen time with a less helpful message.
+  is.ensure(
+    headersTimeoutMs <= requestTimeoutMs,
+    'PIXTABLE_HEADERS_TIMEOUT_MS',
+    `at most PIXTABLE_REQUEST_TIMEOUT_MS (${requestTimeoutMs})`,
+    headersTimeoutMs,
+    C,
+  );
   const storage = path.resolve(cwd, str(env, 'PIXTABLE_STORAGE') ?? 'storage');
   const corsOrigin = str(env, 'PIXTABLE_CORS_ORIGIN');
 
@@ -334,7 +360,7 @@ export function loadConfig(
     maxUploadBytes,
     thumbCacheBytes: int(env, 'PIXTABLE_THUMB_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER, 64 * 1024 * 1024),
     thumbQuality: int(env, 'PIXTABLE_THUMB_QUALITY', 1, 100),
-    thumbTypes: thumbTypesRaw.length ? (thumbTypesRaw as ThumbType[]) : ['webp', 'avif'],
+    thumbTypes: thumbTypes.length ? thumbTypes : ['webp', 'avif'],
     cacheControl: str(env, 'PIXTABLE_CACHE_CONTROL') ?? 'public, max-age=3600',
     signingKeys: parseSigning(env),
     origin: parseOrigin(env, maxUploadBytes),

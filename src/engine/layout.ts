@@ -9,6 +9,14 @@ export function sourcesDir(storage: string): string {
   return path.join(storage, 'sources');
 }
 
+/**
+ * `storage/sources/<key>`: the source file of a validated key (validateKey), as named; symlinks
+ * inside sources/ are resolved and confined by src/engine/sources.ts, not here.
+ */
+export function sourceFile(sourcesRoot: string, key: string): string {
+  return path.join(sourcesRoot, key);
+}
+
 /** `storage/sources/.tmp/`: uploads being written and decoded, renamed over the source after. */
 export function uploadsTmpDir(sourcesRoot: string): string {
   return path.join(sourcesRoot, '.tmp');

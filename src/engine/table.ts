@@ -9,7 +9,7 @@ import type { LRUCache } from 'lru-cache';
 import { alignUp, type Format, PIXEL_FORMATS } from '../formats.js';
 import { mapRange, PAGE_SIZE } from '../native/mmap.js';
 import { native } from '../native/addon.js';
-import { PixtableError } from '../errors.js';
+import { PixtableError, storageFullOr } from '../errors.js';
 import { segmentFile } from './layout.js';
 
 const TABLE_MAGIC = 0x42545850; // "PXTB"
@@ -44,14 +44,8 @@ function writeAll(fd: number, bufs: Buffer[], pos: number): Promise<void> {
   const total = bufs.reduce((n, b) => n + b.length, 0);
   return new Promise((resolve, reject) =>
     fs.writev(fd, bufs, pos, (e, written) => {
-      if (e) {
-        const code = e.code;
-        reject(
-          code === 'ENOSPC' || code === 'EDQUOT'
-            ? new PixtableError('STORAGE_FULL', String(fd), { cause: e })
-            : e,
-        );
-      } else if (written !== total)
+      if (e) reject(storageFullOr(e, String(fd)));
+      else if (written !== total)
         reject(new PixtableError('INTERNAL', `short write: ${written} of ${total} bytes`));
       else resolve();
     }),
@@ -293,10 +287,7 @@ export class Table {
         if (this.o.preallocate) native.preallocate(fd, size, end - size);
         else fs.ftruncateSync(fd, end);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOSPC' || code === 'EDQUOT')
-          throw new PixtableError('STORAGE_FULL', this.dir, { cause: e });
-        throw e;
+        throw storageFullOr(e, this.dir);
       }
       size = end;
     }

@@ -1,8 +1,14 @@
-// Thumbnail encoding goes through src/native/sharp.ts (the only module allowed to import sharp).
-// Loaded lazily so that a broken sharp install shows up as a failing /healthz and 5xx on
-// thumbnails rather than a server that cannot start to serve raw pixels.
-import type { PixelFormat } from '../formats.js';
-import type { ThumbType } from '../config/env.js';
+// Encoding an entry as an image file: the engine unpacks the entry's pixel format into raw rows
+// (src/engine/pixels.ts), then src/native/sharp.ts (the only module allowed to import sharp)
+// encodes them. The HTTP thumbnails and `pixtable export` both encode through sharpEncode.
+//
+// sharp is imported lazily here, but that does not keep a broken sharp install from stopping the
+// server: src/cache.ts imports src/native/sharp.ts statically for decoding, so every process that
+// opens an ImageCache (pixtable serve, startServer) loads sharp at start and fails there. The lazy
+// import only spares callers that encode, or build the app over another PixelCache, without
+// importing the engine; /healthz's sharp check goes through loadSharp either way.
+import type { EncodedType, PixelFormat } from '../formats.js';
+import { toEncodable } from '../engine/pixels.js';
 
 export interface EncodableView {
   readonly pixels: Buffer;
@@ -12,7 +18,11 @@ export interface EncodableView {
   readonly pixelFormat: PixelFormat;
 }
 
-export type EncodeFn = (view: EncodableView, type: ThumbType, quality: number | undefined) => Promise<Buffer>;
+export type EncodeFn = (
+  view: EncodableView,
+  type: EncodedType,
+  quality: number | undefined,
+) => Promise<Buffer>;
 
 type SharpModule = typeof import('../native/sharp.js');
 let loading: Promise<SharpModule> | undefined;
@@ -24,13 +34,6 @@ export function loadSharp(): Promise<SharpModule> {
 
 export const sharpEncode: EncodeFn = async (v, type, quality) => {
   const m = await loadSharp();
-  return m.encodeImage(
-    v.pixels,
-    v.width,
-    v.height,
-    v.stride,
-    v.pixelFormat,
-    type,
-    quality === undefined ? {} : { quality },
-  );
+  const raw = toEncodable(v.pixels, v.width, v.height, v.stride, v.pixelFormat);
+  return m.encodeImage(raw, type, quality === undefined ? {} : { quality });
 };

@@ -2,16 +2,16 @@
 // only sent to clients that name them (a bare `*/*` also comes from clients that cannot decode
 // them); everything else gets the safe type for the pixel format (PNG keeps alpha, JPEG is smaller).
 import { PixtableError } from '../errors.js';
-import type { ThumbType } from '../config/env.js';
+import type { EncodedType } from '../formats.js';
 
-export const MIME: Readonly<Record<ThumbType, string>> = {
+export const MIME: Readonly<Record<EncodedType, string>> = {
   webp: 'image/webp',
   avif: 'image/avif',
   png: 'image/png',
   jpeg: 'image/jpeg',
 };
 
-const BY_MIME = new Map<string, ThumbType>([
+const BY_MIME = new Map<string, EncodedType>([
   ['image/webp', 'webp'],
   ['image/avif', 'avif'],
   ['image/png', 'png'],
@@ -46,7 +46,7 @@ function parseAccept(accept: string): AcceptItem[] {
 }
 
 export interface Negotiated {
-  type: ThumbType;
+  type: EncodedType;
   /** true when the Accept header decided (the response must carry `Vary: Accept`). */
   negotiated: boolean;
 }
@@ -58,21 +58,21 @@ export interface Negotiated {
 export function chooseType(
   typeParam: string | undefined,
   accept: string | undefined,
-  preferred: readonly ThumbType[],
+  preferred: readonly EncodedType[],
   hasAlpha: boolean,
 ): Negotiated {
   if (typeParam !== undefined) {
     const t = typeParam.toLowerCase() === 'jpg' ? 'jpeg' : typeParam.toLowerCase();
-    if (t in MIME) return { type: t as ThumbType, negotiated: false };
+    if (t in MIME) return { type: t as EncodedType, negotiated: false };
     throw new PixtableError(
       'INVALID_PARAMETER',
       `type must be one of webp, avif, png, jpeg, got ${JSON.stringify(typeParam.slice(0, 32))}`,
     );
   }
-  const fallback: ThumbType = hasAlpha ? 'png' : 'jpeg';
+  const fallback: EncodedType = hasAlpha ? 'png' : 'jpeg';
   if (accept === undefined || accept.trim() === '') return { type: fallback, negotiated: true };
   const items = parseAccept(accept);
-  const qOf = (t: ThumbType): number => {
+  const qOf = (t: EncodedType): number => {
     // most specific match decides (RFC 9110 §12.5.1)
     let best: number | undefined;
     let spec = -1;
@@ -92,15 +92,15 @@ export function chooseType(
     }
     return best ?? 0;
   };
-  const named = (t: ThumbType): boolean => items.some((it) => BY_MIME.get(it.type) === t && it.q > 0);
+  const named = (t: EncodedType): boolean => items.some((it) => BY_MIME.get(it.type) === t && it.q > 0);
   // Candidates: preferred modern types the client names explicitly, then the safe fallbacks.
-  const candidates: ThumbType[] = [];
+  const candidates: EncodedType[] = [];
   for (const t of preferred) if (named(t) && !candidates.includes(t)) candidates.push(t);
-  for (const t of [fallback, hasAlpha ? 'jpeg' : 'png'] as ThumbType[])
+  for (const t of [fallback, hasAlpha ? 'jpeg' : 'png'] as EncodedType[])
     if (!candidates.includes(t)) candidates.push(t);
-  for (const t of ['webp', 'avif'] as ThumbType[])
+  for (const t of ['webp', 'avif'] as EncodedType[])
     if (named(t) && !candidates.includes(t)) candidates.push(t);
-  let bestType: ThumbType | undefined;
+  let bestType: EncodedType | undefined;
   let bestQ = 0;
   for (const t of candidates) {
     const q = qOf(t);

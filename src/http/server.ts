@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ImageCache } from '../cache.js';
 import type { ServerConfig } from '../config/env.js';
+import { openOptions } from '../config/open-options.js';
 import { buildApp } from './app.js';
 import { Metrics } from './metrics.js';
 
@@ -28,24 +29,7 @@ export async function startServer(
       log ? log.warn(fields ?? {}, msg) : console.warn(msg, fields ?? ''),
     info: (msg: string, fields?: Record<string, unknown>) => log?.info(fields ?? {}, msg),
   };
-  const cache = await ImageCache.open({
-    storage: config.storage,
-    formats: config.formats,
-    readOnly: config.readOnly,
-    sync: config.sync,
-    revalidate: config.revalidate,
-    ...(config.revalidateMs !== undefined ? { revalidateMs: config.revalidateMs } : {}),
-    ...(config.maxMappedBytes !== undefined ? { maxMappedBytes: config.maxMappedBytes } : {}),
-    decode: {
-      maxInputBytes: config.maxUploadBytes,
-      ...(config.decode.concurrency !== undefined ? { concurrency: config.decode.concurrency } : {}),
-      ...(config.decode.maxQueue !== undefined ? { maxQueue: config.decode.maxQueue } : {}),
-      ...(config.decode.timeoutMs !== undefined ? { timeoutMs: config.decode.timeoutMs } : {}),
-      ...(config.decode.maxInputPixels !== undefined ? { maxInputPixels: config.decode.maxInputPixels } : {}),
-    },
-    onDecode: metrics.onDecode,
-    logger,
-  });
+  const cache = await ImageCache.open(openOptions(config, { onDecode: metrics.onDecode, logger }));
   let app: FastifyInstance;
   try {
     app = await buildApp({

@@ -1,9 +1,12 @@
 // The one module that imports sharp. Decoding (orientation, ICC → sRGB, first frame, resize,
 // channel layout) and thumbnail encoding live here; the rest of the code sees plain buffers.
+// A foreign boundary: it speaks libvips' terms (raw RGBA/RGB/gray rows) and knows nothing of
+// tables or pixel formats. Converting an entry's layout to raw rows (unpremultiply, BGRA → RGBA,
+// RGB565 → RGB) is the engine's job (src/engine/pixels.ts), done by the caller before encoding.
+// It imports only the error registry (to translate libvips' failures) and vocabulary types.
 import sharp, { type Sharp } from 'sharp';
 import { PixtableError } from '../errors.js';
-import type { Fit, PixelFormat } from '../formats.js';
-import { toEncodable } from '../engine/pixels.js';
+import type { EncodedType, Fit } from '../formats.js';
 
 // Each sharp call runs on libuv's threadpool; the decode queue bounds how many run at once, so
 // libvips' own per-image thread count stays at its default and the cores are shared across images.
@@ -39,7 +42,17 @@ export interface EncodeOptions {
   quality?: number;
 }
 
-export type EncodedType = 'webp' | 'avif' | 'png' | 'jpeg';
+/** Rows as libvips reads raw input: 8-bit straight (not premultiplied) RGBA, RGB or gray. */
+export interface RawImage {
+  data: Buffer;
+  /** pixels per row of `data`: more than `width` when padded rows are passed without a copy */
+  rowPixels: number;
+  width: number;
+  height: number;
+  channels: 1 | 3 | 4;
+  /** the fourth channel carries no alpha (padding, as in rgbx): encode without it */
+  dropAlpha: boolean;
+}
 
 const LAYOUT_CHANNELS: Record<DecodeLayout, number> = { rgba: 4, rgbx: 4, rgb: 3, gray: 1 };
 
@@ -134,17 +147,12 @@ export async function probeImage(input: Buffer | string, maxInputPixels: number)
   }
 }
 
-/** Encodes entry pixels (any pixel format, any stride) as a thumbnail. */
+/** Encodes raw rows as an image file (thumbnails, `pixtable export`). */
 export async function encodeImage(
-  pixels: Buffer,
-  width: number,
-  height: number,
-  stride: number,
-  pixelFormat: PixelFormat,
+  r: RawImage,
   type: EncodedType,
   options: EncodeOptions = {},
 ): Promise<Buffer> {
-  const r = toEncodable(pixels, width, height, stride, pixelFormat);
   let img = sharp(r.data, { raw: { width: r.rowPixels, height: r.height, channels: r.channels } });
   if (r.rowPixels !== r.width) img = img.extract({ left: 0, top: 0, width: r.width, height: r.height });
   if (r.dropAlpha) img = img.removeAlpha();

@@ -162,4 +162,34 @@ describe('pixtable import', () => {
       /^pixtable import: Unknown option '--frobnicate'.*; see pixtable import --help$/m,
     );
   });
+
+  it("the server's decode-queue bound does not fail the import's own files", async () => {
+    // PIXTABLE_DECODE_QUEUE=0 makes a server refuse a decode at once when every slot is busy; the
+    // import keeps one more file in flight than it decodes and must not refuse itself.
+    const store = path.join(root, 'queue-storage');
+    const r = await runCli(['import', images, '--storage', store, '--jobs', '1', '--json'], {
+      env: { PIXTABLE_DECODE_QUEUE: '0' },
+    });
+    const summary = JSON.parse(r.stdout) as { imported: number; failures: { file: string; code: string }[] };
+    assert.deepEqual(
+      summary.failures.map((f) => path.basename(f.file)),
+      ['broken.jpg'],
+      r.stdout,
+    );
+    assert.equal(summary.imported, 5);
+    assert.equal(r.code, 1, 'the broken file still counts');
+  });
+
+  it("a setting the engine refuses exits 3 with the registry's hint, as one line", async () => {
+    // Above the variable's own minimum, below the engine's (one 4 MiB chunk).
+    const r = await runCli(['import', images, '--storage', path.join(root, 'small-map')], {
+      env: { PIXTABLE_MAX_MAPPED_BYTES: '65536' },
+    });
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^pixtable import: INVALID_OPTION: .*maxMappedBytes must be an integer from \d+ .*got 65536; fix the configuration/,
+    );
+  });
 });

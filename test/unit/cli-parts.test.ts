@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ENV_VARS } from '../../src/config/env.js';
-import { PixtableError } from '../../src/errors.js';
+import { ERRORS, PixtableError, type ErrorCode } from '../../src/errors.js';
 import {
   CliError,
   EXIT,
@@ -166,6 +166,66 @@ describe('errors: one line, a documented exit code', () => {
       EXIT.NOT_FOUND,
     );
     assert.equal(exitCodeFor(new TypeError('bug')), EXIT.INTERNAL);
+  });
+
+  it('keeps the documented exit numbers (scripts rely on them)', () => {
+    assert.deepEqual(
+      { ...EXIT },
+      {
+        OK: 0,
+        PROBLEMS: 1,
+        USAGE: 2,
+        CONFIG: 3,
+        LOCKED: 4,
+        NOT_FOUND: 5,
+        IO: 6,
+        INTERNAL: 70,
+        TEMPFAIL: 75,
+        INTERRUPTED: 130,
+      },
+    );
+  });
+
+  it('every error code exits with its registry entry; only bugs exit "internal error"', () => {
+    const documented = new Set<number>(Object.values(EXIT));
+    const internal: string[] = [];
+    for (const code of Object.keys(ERRORS) as ErrorCode[]) {
+      const exit = exitCodeFor(new PixtableError(code, 'detail'));
+      assert.equal(exit, ERRORS[code].exit, code);
+      assert.ok(documented.has(exit), `${code} exits ${exit}, which docs/cli.md does not list`);
+      assert.notEqual(exit, EXIT.OK, code);
+      if (exit === EXIT.INTERNAL) internal.push(code);
+    }
+    assert.deepEqual(internal.sort(), ['INTERNAL', 'VIEW_RELEASED']);
+  });
+
+  it('busy and read-only states exit with their own codes, not as a bug', () => {
+    assert.equal(exitCodeFor(new PixtableError('QUEUE_FULL')), EXIT.TEMPFAIL);
+    assert.equal(exitCodeFor(new PixtableError('TABLE_FULL')), EXIT.TEMPFAIL);
+    assert.equal(exitCodeFor(new PixtableError('READ_ONLY')), EXIT.LOCKED);
+    assert.equal(exitCodeFor(new PixtableError('STORAGE_FULL')), EXIT.IO);
+    assert.equal(exitCodeFor(new PixtableError('INVALID_OPTION')), EXIT.CONFIG);
+    assert.equal(exitCodeFor(new PixtableError('DECODE_TIMEOUT')), EXIT.PROBLEMS);
+  });
+
+  it("the registry's hint follows the message", () => {
+    assert.equal(
+      describeError(new PixtableError('QUEUE_FULL', '2 decoding, 0 waiting'), 'import'),
+      'pixtable import: QUEUE_FULL: The decode queue is full; retry shortly: 2 decoding, 0 waiting; retry, or raise PIXTABLE_DECODE_QUEUE',
+    );
+    assert.equal(
+      describeError(new PixtableError('STORAGE_FULL', '/data/tables'), 'import'),
+      'pixtable import: STORAGE_FULL: The storage volume is full: /data/tables; free disk space or move the storage to a larger volume',
+    );
+    assert.equal(
+      describeError(new PixtableError('INVALID_CONFIG', 'PORT must be …'), 'serve'),
+      'pixtable serve: INVALID_CONFIG: The configuration is invalid: PORT must be …; fix the configuration (docs/cli.md lists the settings)',
+    );
+    // No hint: the line ends with the message.
+    assert.equal(
+      describeError(new PixtableError('INVALID_RECT', 'rect 1,2'), 'export'),
+      'pixtable export: INVALID_RECT: The rectangle is malformed or outside the image: rect 1,2',
+    );
   });
 
   it('describes each as one line with the cause and what to do', () => {
