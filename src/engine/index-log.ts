@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { mapRange, flushRange, PAGE_SIZE } from '../native/mmap.js';
 import { native } from '../native/addon.js';
-import { PixtableError } from '../errors.js';
+import { PixtableError, storageFullOr } from '../errors.js';
 
 const INDEX_MAGIC = 0x58495850; // "PXIX"
 const INDEX_VERSION = 1;
@@ -196,9 +196,7 @@ export class IndexLog {
     } catch (e) {
       fs.closeSync(fd);
       fs.rmSync(tmp, { force: true });
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw new PixtableError('STORAGE_FULL', file, { cause: e });
-      throw e;
+      throw storageFullOr(e, file);
     }
     const map = mapRange(fd, 0, size, true);
     map.writeUInt32LE(INDEX_MAGIC, 0);

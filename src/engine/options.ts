@@ -3,6 +3,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { invalidParameter } from '../errors.js';
+import * as is from '../is.js';
 import { DEFAULT_FORMATS, validateFormats, type Format } from '../formats.js';
 import type { Logger, OpenOptions, SyncMode } from '../types.js';
 
@@ -28,19 +29,10 @@ export interface Resolved {
   now: () => number;
 }
 
-function num(name: string, v: unknown, dflt: number, min: number, max: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw invalidParameter('INVALID_OPTION', name, `an integer from ${min} to ${max}`, v);
-  }
-  return v;
-}
-
-function bool(name: string, v: unknown, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') throw invalidParameter('INVALID_OPTION', name, 'a boolean', v);
-  return v;
-}
+const num = (name: string, v: unknown, dflt: number, min: number, max: number): number =>
+  is.optionalInt(name, v, dflt, min, max, 'INVALID_OPTION');
+const bool = (name: string, v: unknown, dflt: boolean): boolean =>
+  is.optionalBool(name, v, dflt, 'INVALID_OPTION');
 
 const consoleLogger: Logger = {
   warn: (msg, fields) =>
@@ -51,14 +43,15 @@ const consoleLogger: Logger = {
 export function resolveOptions(o: OpenOptions): Resolved {
   if (typeof o !== 'object' || o === null)
     throw invalidParameter('INVALID_OPTION', 'options', 'an object', o);
-  const storage = o.storage ?? process.env.PIXTABLE_STORAGE ?? './storage';
-  if (typeof storage !== 'string' || storage === '') {
-    throw invalidParameter('INVALID_OPTION', 'storage', 'a directory path', storage);
-  }
-  const sync = o.sync ?? 'batch';
-  if (sync !== 'none' && sync !== 'batch' && sync !== 'always') {
-    throw invalidParameter('INVALID_OPTION', 'sync', '"none", "batch" or "always"', sync);
-  }
+  const storage = is.nonEmptyString(
+    'storage',
+    o.storage ?? process.env.PIXTABLE_STORAGE ?? './storage',
+    'INVALID_OPTION',
+    'a directory path',
+  );
+  const sync = is.oneOf('sync', o.sync ?? 'batch', ['none', 'batch', 'always'], 'INVALID_OPTION', {
+    quoted: true,
+  });
   const chunkBytes = num('chunkBytes', o.chunkBytes, 4 << 20, 64 << 10, 256 << 20);
   const d = o.decode ?? {};
   return {
