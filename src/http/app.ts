@@ -6,17 +6,22 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
-  type FastifyError,
 } from 'fastify';
 import swagger from '@fastify/swagger';
 import { LRUCache } from 'lru-cache';
-import { ERRORS, PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
+import { ERRORS, PixtableError, isPixtableError } from '../errors.js';
+import {
+  clientErrorHandler,
+  errorHandler,
+  frameworkErrorHandler,
+  notFoundHandler,
+  sendError,
+} from './errors.js';
 import { describeFormat, type Format } from '../formats.js';
 import type { EntryRef, ImageView } from '../types.js';
 import type { ServerConfig } from '../config/env.js';
@@ -36,6 +41,9 @@ import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
 import { makeDrainable } from './drain.js';
+
+// Kept importable from here, where they used to live.
+export { errorBody, toPixtableError } from './errors.js';
 
 export interface BuildOptions {
   cache: PixelCache;
@@ -77,34 +85,6 @@ const HOT_URL_BYTES = 4 << 20;
 const kRef = Symbol('pixtable.ref');
 const EMPTY = Buffer.alloc(0);
 type PinnedResponse = http.ServerResponse & { [kRef]?: EntryRef };
-
-/** `{ "error": { code, message } }` as a pre-serialised string (also used outside fastify). */
-export function errorBody(code: ErrorCode, message: string): string {
-  return JSON.stringify({ error: { code, message } });
-}
-
-/** Maps anything thrown to a registry error. Unknown errors become INTERNAL (details only in logs). */
-export function toPixtableError(e: unknown): PixtableError {
-  if (isPixtableError(e)) return e;
-  const fe = e as FastifyError;
-  switch (fe?.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new PixtableError('BODY_TOO_LARGE', fe.message);
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new PixtableError('BAD_REQUEST', fe.message);
-    case 'FST_ERR_VALIDATION':
-      return new PixtableError('INVALID_PARAMETER', fe.message);
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new PixtableError('UNSUPPORTED_IMAGE', fe.message);
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return new PixtableError('REQUEST_TIMEOUT');
-  }
-  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return new PixtableError('BAD_REQUEST', fe.message);
-  }
-  return new PixtableError('INTERNAL', undefined, { cause: e });
-}
 
 /** Splits `/<prefix><format>/<key...>` (raw, encoded) into the format name and decoded key. */
 function formatAndKey(rawUrl: string, prefixLength: number): { formatName: string; key: string } {
@@ -201,18 +181,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     return503OnClosing: false,
     // Closing is ours (drain.ts): fastify's idle-connection close would cut slow downloads.
     forceCloseConnections: false,
-    clientErrorHandler: clientError,
-    // The router rejects malformed percent-encoding before any handler; answer in our error shape.
-    frameworkErrors(error, request, reply) {
-      const url = request.raw.url ?? '';
-      const code: ErrorCode = /^\/v1\/(pixels|thumbnails|sources)\//.test(url)
-        ? 'INVALID_KEY'
-        : 'BAD_REQUEST';
-      void (reply as FastifyReply)
-        .code(400)
-        .type('application/json; charset=utf-8')
-        .send(errorBody(code, `${ERRORS[code].message}: ${error.message}`));
-    },
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
     ajv: { customOptions: { coerceTypes: false } },
   });
   const state: AppState = {
@@ -249,30 +219,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   }
 
   // ---------- errors ----------
-  app.setErrorHandler((err, request, reply) => {
-    const pe = toPixtableError(err);
-    if (pe.code === 'INTERNAL') request.log.error({ err }, 'internal error');
-    else if (pe.status >= 500) request.log.warn({ code: pe.code, msg: pe.message }, 'unavailable');
-    const retryAfter = pe.details?.retryAfter;
-    if (typeof retryAfter === 'number')
-      reply.header('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
-    else if (pe.status === 503) reply.header('Retry-After', '1');
-    void reply
-      .code(pe.status)
-      .type('application/json; charset=utf-8')
-      .send(errorBody(pe.code, pe.code === 'INTERNAL' ? ERRORS.INTERNAL.message : pe.message));
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply
-      .code(404)
-      .type('application/json; charset=utf-8')
-      .send(
-        errorBody(
-          'ROUTE_NOT_FOUND',
-          `${ERRORS.ROUTE_NOT_FOUND.message}: ${request.method} ${request.url.split('?')[0]}`,
-        ),
-      );
-  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
 
   // ---------- logging and metrics ----------
   app.addHook('onResponse', (request, reply, done) => {
@@ -1021,16 +969,12 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       url,
       schema: { hide: true },
       handler(request, reply) {
-        void reply
-          .code(405)
-          .header('Allow', allow)
-          .type('application/json; charset=utf-8')
-          .send(
-            errorBody(
-              'METHOD_NOT_ALLOWED',
-              `${ERRORS.METHOD_NOT_ALLOWED.message}: ${request.method}; allowed: ${allow}`,
-            ),
-          );
+        reply.header('Allow', allow);
+        sendError(
+          reply,
+          'METHOD_NOT_ALLOWED',
+          `${ERRORS.METHOD_NOT_ALLOWED.message}: ${request.method}; allowed: ${allow}`,
+        );
       },
     });
   }
@@ -1041,26 +985,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   });
 
   return app;
-}
-
-/**
- * Errors Node's HTTP parser raises before a request exists (header timeout, oversized headers,
- * malformed requests) — answered in the same JSON shape as every other error.
- */
-function clientError(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  let code: ErrorCode = 'BAD_REQUEST';
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') code = 'REQUEST_TIMEOUT';
-  else if (err.code === 'HPE_HEADER_OVERFLOW') code = 'HEADERS_TOO_LARGE';
-  const { status, message } = ERRORS[code];
-  const body = errorBody(code, message);
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
-        `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy();
 }
 
 function escapeHtml(s: string): string {
