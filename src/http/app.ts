@@ -13,7 +13,6 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import swagger from '@fastify/swagger';
-import { LRUCache } from 'lru-cache';
 import { ERRORS, PixtableError, isPixtableError } from '../errors.js';
 import {
   clientErrorHandler,
@@ -28,14 +27,19 @@ import type { ServerConfig } from '../config/env.js';
 import type { PixelCache } from './cache-api.js';
 import { sharpEncode, loadSharp, type EncodeFn } from './encode.js';
 import { keyFromUrl } from './keys.js';
-import { parseRect } from './rect.js';
-import { parseRange, type ByteRange } from './range.js';
 import { chooseType, MIME } from './negotiate.js';
 import { verifyUrl } from './sign.js';
 import { fetchFromOrigin } from './origin.js';
-import { ThumbCache, deriveEtag, encodedThumb, etagMatches, type EncodedThumb } from './thumbcache.js';
+import {
+  ThumbCache,
+  deriveEtag,
+  encodedThumb,
+  sendThumb,
+  writeThumb,
+  type EncodedThumb,
+} from './thumbcache.js';
+import { RawResponses } from './raw-response.js';
 import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
-import { rawHead } from './head-bytes.js';
 import { installLane, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
@@ -82,9 +86,7 @@ const HAS_ALPHA = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied'
 
 /** Memory for the fast path's remembered URLs (hot.ts): about 16 000 typical targets. */
 const HOT_URL_BYTES = 4 << 20;
-const kRef = Symbol('pixtable.ref');
 const EMPTY = Buffer.alloc(0);
-type PinnedResponse = http.ServerResponse & { [kRef]?: EntryRef };
 
 /** Splits `/<prefix><format>/<key...>` (raw, encoded) into the format name and decoded key. */
 function formatAndKey(rawUrl: string, prefixLength: number): { formatName: string; key: string } {
@@ -99,18 +101,6 @@ function formatAndKey(rawUrl: string, prefixLength: number): { formatName: strin
     throw new PixtableError('UNKNOWN_FORMAT', 'malformed percent-encoding in the format name');
   }
   return { formatName, key: keyFromUrl(rawUrl, slash + 1) };
-}
-
-/** Header-value strings that depend only on the format (cover entries have the box size). */
-interface FormatHeaders {
-  w: number;
-  h: number;
-  bytes: number;
-  width: string;
-  height: string;
-  stride: string;
-  length: string;
-  pixelFormat: string;
 }
 
 export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
@@ -204,19 +194,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
         'ETag, Content-Length, Content-Range, X-Image-Width, X-Image-Height, X-Row-Stride, X-Pixel-Format',
       ]
     : [];
-  const formatHeaders = new Map<string, FormatHeaders>();
-  for (const f of cache.formats) {
-    formatHeaders.set(f.name, {
-      w: f.width,
-      h: f.height,
-      bytes: f.pixelBytes,
-      width: String(f.width),
-      height: String(f.height),
-      stride: String(f.stride),
-      length: String(f.pixelBytes),
-      pixelFormat: f.pixelFormat,
-    });
-  }
+  const raw = new RawResponses(cacheControl, cors, cache);
 
   // ---------- errors ----------
   app.setErrorHandler(errorHandler);
@@ -308,171 +286,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   }
 
   // ---------- raw pixels ----------
-  /** 200 with the whole entry as one slice of the mapping (the caller owns the pin). */
-  // Whole-entry header lists by ETag: an entry's headers never change while its ETag stays, so
-  // hits reuse one array (Node only reads it) instead of building 18 strings per response.
-  const wholeHeaders = new LRUCache<string, string[]>({ max: 4096 });
-  /** The headers of every raw response (whole entry, rectangle or range); one list for both paths. */
-  function rawHeaders(
-    length: string,
-    etag: string,
-    width: string,
-    height: string,
-    stride: string,
-    pixelFormat: string,
-  ): string[] {
-    return [
-      'Content-Type',
-      'application/octet-stream',
-      'Content-Length',
-      length,
-      'ETag',
-      etag,
-      'Cache-Control',
-      cacheControl,
-      'Accept-Ranges',
-      'bytes',
-      'X-Image-Width',
-      width,
-      'X-Image-Height',
-      height,
-      'X-Row-Stride',
-      stride,
-      'X-Pixel-Format',
-      pixelFormat,
-      ...cors,
-    ];
-  }
-  /** The headers of a raw 304 (validators only, as RFC 9110 §15.4.5 asks). */
-  function notModifiedHeaders(etag: string): string[] {
-    return ['ETag', etag, 'Cache-Control', cacheControl, ...cors];
-  }
-  function wholeEntryHeaders(ref: EntryRef): string[] {
-    let headers = wholeHeaders.get(ref.etag);
-    if (headers === undefined) {
-      headers = rawHeaders(
-        String(ref.transientPixels.length),
-        ref.etag,
-        String(ref.width),
-        String(ref.height),
-        String(ref.stride),
-        ref.pixelFormat,
-      );
-      wholeHeaders.set(ref.etag, headers);
-    }
-    return headers;
-  }
-
-  function sendRaw(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    view: ImageView,
-    q: Record<string, string | undefined>,
-  ) {
-    const req = request.raw;
-    const res = reply.raw;
-    const etag = view.etag;
-    if (etagMatches(req.headers['if-none-match'], etag)) {
-      view.release();
-      reply.hijack();
-      res.writeHead(304, notModifiedHeaders(etag));
-      res.end();
-      return;
-    }
-    try {
-      sendRawPinned(request, reply, view, q, etag);
-    } catch (e) {
-      view.release();
-      throw e;
-    }
-  }
-
-  function sendRawPinned(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    view: ImageView,
-    q: Record<string, string | undefined>,
-    etag: string,
-  ) {
-    const req = request.raw;
-    const res = reply.raw;
-    const rectParam = q.rect;
-    let rows: Buffer[] | undefined;
-    let width: string;
-    let height: string;
-    let stride: string;
-    let size: number;
-    let sizeStr: string;
-    const fh = formatHeaders.get(view.format);
-    if (rectParam !== undefined) {
-      const r = parseRect(rectParam, view.width, view.height);
-      rows = view.rows(r.x, r.y, r.w, r.h);
-      const rowBytes = r.w * view.bytesPerPixel;
-      size = rowBytes * r.h;
-      width = String(r.w);
-      height = String(r.h);
-      stride = String(rowBytes);
-      sizeStr = String(size);
-    } else if (fh && view.width === fh.w && view.height === fh.h && view.pixels.length === fh.bytes) {
-      width = fh.width;
-      height = fh.height;
-      stride = fh.stride;
-      size = fh.bytes;
-      sizeStr = fh.length;
-    } else {
-      width = String(view.width);
-      height = String(view.height);
-      stride = String(view.stride);
-      size = view.pixels.length;
-      sizeStr = String(size);
-    }
-    let range: ByteRange | 'unsatisfiable' | undefined;
-    const rangeHeader = req.headers.range;
-    if (rangeHeader !== undefined) {
-      const ifRange = req.headers['if-range'];
-      range = ifRange === undefined || ifRange === etag ? parseRange(rangeHeader, size) : undefined;
-    }
-    if (range === 'unsatisfiable') {
-      throw new PixtableError('RANGE_NOT_SATISFIABLE', `${rangeHeader} is outside the ${size}-byte body`, {
-        details: { size },
-      });
-    }
-    reply.hijack();
-    // The pin lives until the socket is done with the mapping: 'close' follows 'finish' and also
-    // fires on abort, so a client that disconnects mid-body releases it too.
-    res.once('close', () => view.release());
-    const headers = rawHeaders(
-      range ? String(range.end - range.start + 1) : sizeStr,
-      etag,
-      width,
-      height,
-      stride,
-      view.pixelFormat,
-    );
-    if (range) headers.push('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-    res.writeHead(range ? 206 : 200, headers);
-    if (rows === undefined) {
-      res.end(range ? view.pixels.subarray(range.start, range.end + 1) : view.pixels);
-      return;
-    }
-    if (!range) {
-      for (let i = 0; i < rows.length; i++) res.write(rows[i] as Buffer);
-      res.end();
-      return;
-    }
-    // A range over the packed rectangle: the rows it touches, trimmed at both ends (still views).
-    const rowBytes = Number(stride);
-    const first = Math.floor(range.start / rowBytes);
-    const last = Math.floor(range.end / rowBytes);
-    for (let i = first; i <= last; i++) {
-      const row = rows[i] as Buffer;
-      const from = i === first ? range.start - i * rowBytes : 0;
-      const to = i === last ? range.end - i * rowBytes + 1 : rowBytes;
-      res.write(from === 0 && to === rowBytes ? row : row.subarray(from, to));
-    }
-    res.end();
-  }
-
   const pixelsPrefixLength = PIXELS_PREFIX.length;
   app.route({
     method: 'GET',
@@ -486,11 +299,11 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       const q = request.query as Record<string, string | undefined>;
       const hit = cache.peek(formatName, key);
       if (hit) {
-        sendRaw(request, reply, hit, q);
+        raw.send(request.raw, reply.raw, hit, q.rect, reply);
         return reply;
       }
       return load(formatName, key).then((view) => {
-        sendRaw(request, reply, view, q);
+        raw.send(request.raw, reply.raw, view, q.rect, reply);
         return reply;
       });
     },
@@ -502,24 +315,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   async function encodeEntry(view: ImageView, type: keyof typeof MIME, etag: string): Promise<EncodedThumb> {
     const body = await encode(view, type, quality);
     return encodedThumb(body, etag, MIME[type], cacheControl, cors);
-  }
-
-  /** Writes an encoded thumbnail (or 304); returns the status. */
-  function writeThumb(
-    res: http.ServerResponse,
-    t: EncodedThumb,
-    vary: boolean,
-    ifNoneMatch: string | undefined,
-  ): number {
-    const h = t.headers;
-    if (etagMatches(ifNoneMatch, t.etag)) {
-      res.writeHead(304, vary ? h.notModifiedVary : h.notModified);
-      res.end();
-      return 304;
-    }
-    res.writeHead(200, vary ? h.okVary : h.ok);
-    res.end(t.body);
-    return 200;
   }
 
   const thumbsPrefixLength = THUMBS_PREFIX.length;
@@ -567,19 +362,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const logRequests = config.logRequests;
   const log = app.log;
   const hot = new HotUrls(HOT_URL_BYTES);
-  // One shared 'close' listener, the ref stashed on the response: no closure per pinned response.
-  // 'close' follows 'finish' and also fires on abort: either way the mapping is no longer read.
-  function unpinOnClose(this: PinnedResponse): void {
-    const ref = this[kRef];
-    if (ref === undefined) return;
-    this[kRef] = undefined;
-    cache.unpinRef(ref);
-  }
-
-  /**
-   * Answers from a Hot whose ref the caller just found current (`t`: its thumbnail encoding, for
-   * thumbnail URLs); returns the status.
-   */
+  /** Answers from a Hot whose ref the caller just found current (`t`: its thumbnail encoding). */
   function answer(
     res: http.ServerResponse,
     h: Hot,
@@ -588,28 +371,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     inm: string | undefined,
   ): number {
     if (t !== undefined) return writeThumb(res, t, h.vary, inm);
-    const ref = h.ref;
-    if (inm !== undefined && etagMatches(inm, ref.etag)) {
-      res.writeHead(304, h.notModified);
-      res.end();
-      return 304;
-    }
-    res.writeHead(200, h.headers);
-    if (isHead) {
-      res.end();
-      return 200;
-    }
-    res.end(ref.transientPixels);
-    // Usually the socket took the whole body synchronously (writev straight from the mapping) and
-    // the kernel holds its own copy: nothing to pin. Otherwise the queued write still reads the
-    // mapping, so the slot stays pinned until the response closes (finish or abort).
-    const socket = res.socket;
-    if (socket === null || socket.writableLength !== 0) {
-      cache.pinRef(ref);
-      (res as PinnedResponse)[kRef] = ref;
-      res.on('close', unpinOnClose);
-    }
-    return 200;
+    return raw.writeHit(res, h, h.ref, isHead, inm);
   }
 
   /**
@@ -694,27 +456,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     isHead: boolean,
     inm: string | undefined,
   ): number {
-    if (t !== undefined) {
-      const r = t.raw;
-      if (etagMatches(inm, t.etag)) {
-        out.send(h.vary ? r.notModifiedVary : r.notModified, undefined);
-        return 304;
-      }
-      // the encoding is a JS Buffer the queued write keeps alive: nothing to pin
-      out.send(h.vary ? r.okVary : r.ok, isHead ? undefined : t.body);
-      return 200;
-    }
-    const ref = h.ref;
-    if (inm !== undefined && etagMatches(inm, ref.etag)) {
-      out.send(h.head304, undefined);
-      return 304;
-    }
-    if (out.send(h.head, isHead ? undefined : ref.transientPixels)) {
-      // part of the slice is still queued and will be read from the mapping: pin until written
-      cache.pinRef(ref);
-      out.afterFlush(() => cache.unpinRef(ref));
-    }
-    return 200;
+    if (t !== undefined) return sendThumb(out, t, h.vary, isHead, inm);
+    return raw.sendHit(out, h, h.ref, isHead, inm);
   }
 
   /**
@@ -757,15 +500,14 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     }
     if (ref === undefined) return undefined;
     if (isPixels) {
-      const headers = wholeEntryHeaders(ref);
-      const notModified = notModifiedHeaders(ref.etag);
+      const heads = raw.whole(ref, ref.transientPixels.length);
       const h: Hot = {
         ref,
         thumbKey: undefined,
-        headers,
-        notModified,
-        head: rawHead(200, headers),
-        head304: rawHead(304, notModified),
+        headers: heads.headers,
+        notModified: heads.notModified,
+        head: heads.head,
+        head304: heads.head304,
         vary: false,
         expiresAt,
         counter: pixelsCounter,
