@@ -4,16 +4,11 @@
 // a rectangle (Node corks the socket for the tick, so the rows leave as one gathered writev of
 // mapping slices). Nothing is concatenated, copied or serialised per request on those paths.
 import fs from 'node:fs/promises';
-import http from 'node:http';
+import type http from 'node:http';
 import path from 'node:path';
-import Fastify, {
-  LogController,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
-import { ERRORS, PixtableError, isPixtableError } from '../errors.js';
+import { ERRORS, PixtableError } from '../errors.js';
 import {
   clientErrorHandler,
   errorHandler,
@@ -22,29 +17,23 @@ import {
   sendError,
 } from './errors.js';
 import { describeFormat, type Format } from '../formats.js';
-import type { EntryRef, ImageView } from '../types.js';
+import type { ImageView } from '../types.js';
 import type { ServerConfig } from '../config/env.js';
 import type { PixelCache } from './cache-api.js';
 import { sharpEncode, loadSharp, type EncodeFn } from './encode.js';
 import { keyFromUrl } from './keys.js';
-import { chooseType, MIME } from './negotiate.js';
-import { verifyUrl } from './sign.js';
-import { fetchFromOrigin } from './origin.js';
-import {
-  ThumbCache,
-  deriveEtag,
-  encodedThumb,
-  sendThumb,
-  writeThumb,
-  type EncodedThumb,
-} from './thumbcache.js';
+import { chooseType, hasAlpha, MIME } from './negotiate.js';
+import { ThumbCache, deriveEtag, encodedThumb, writeThumb, type EncodedThumb } from './thumbcache.js';
 import { RawResponses } from './raw-response.js';
-import { BY_ACCEPT, HotUrls, scanHeaders, type FastHeaders, type Hot } from './hot.js';
-import { installLane, type LaneOut, type LaneRequest, type LaneStats } from './lane.js';
+import type { LaneStats } from './lane.js';
 import { Metrics } from './metrics.js';
 import * as schemas from './schemas.js';
 import { registerWebPage } from '../web/plugin.js';
-import { makeDrainable } from './drain.js';
+import { Shortcut } from './shortcut.js';
+import { ServerFactory } from './server-factory.js';
+import { signatureCheck } from './signed.js';
+import { ReadThrough } from './read-through.js';
+import { parseTarget, targetOf, type Target } from './target.js';
 
 // Kept importable from here, where they used to live.
 export { errorBody, toPixtableError } from './errors.js';
@@ -65,12 +54,12 @@ export interface AppState {
   ready: boolean;
   thumbs: ThumbCache;
   metrics: Metrics;
-  /** Responses served by the fast path, lane included (tests check it is really taken). */
-  fastResponses: number;
-  /** Of those, the ones the fast lane wrote straight to the socket (lane.ts). */
-  laneResponses: number;
-  /** The fast lane's connection counts; undefined when it is off (PIXTABLE_FAST_LANE=false). */
-  lane: LaneStats | undefined;
+  /** Responses the hit shortcut answered, the lane's included (tests check it is really taken). */
+  readonly shortcutResponses: number;
+  /** Of those, the ones written through the lane, straight to the socket (lane.ts). */
+  readonly laneResponses: number;
+  /** The lane's connection counts; undefined when it is off (PIXTABLE_FAST_LANE=false). */
+  readonly lane: LaneStats | undefined;
 }
 
 declare module 'fastify' {
@@ -79,29 +68,7 @@ declare module 'fastify' {
   }
 }
 
-const PIXELS_PREFIX = '/v1/pixels/';
-const THUMBS_PREFIX = '/v1/thumbnails/';
 const SOURCES_PREFIX = '/v1/sources/';
-const HAS_ALPHA = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied']);
-
-/** Memory for the fast path's remembered URLs (hot.ts): about 16 000 typical targets. */
-const HOT_URL_BYTES = 4 << 20;
-const EMPTY = Buffer.alloc(0);
-
-/** Splits `/<prefix><format>/<key...>` (raw, encoded) into the format name and decoded key. */
-function formatAndKey(rawUrl: string, prefixLength: number): { formatName: string; key: string } {
-  const slash = rawUrl.indexOf('/', prefixLength);
-  const q = rawUrl.indexOf('?');
-  if (slash < 0 || (q >= 0 && slash > q))
-    throw new PixtableError('INVALID_KEY', 'the URL has no key after the format');
-  let formatName: string;
-  try {
-    formatName = decodeURIComponent(rawUrl.slice(prefixLength, slash));
-  } catch {
-    throw new PixtableError('UNKNOWN_FORMAT', 'malformed percent-encoding in the format name');
-  }
-  return { formatName, key: keyFromUrl(rawUrl, slash + 1) };
-}
 
 export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const { cache, config } = opts;
@@ -109,81 +76,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const metrics = opts.metrics ?? new Metrics();
   const thumbs = new ThumbCache(config.thumbCacheBytes);
   metrics.attach(cache, thumbs);
-
-  // Set further down, once the routes' state exists; the server is created first.
-  const fast: {
-    path?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
-    lane?: (req: LaneRequest, out: LaneOut) => boolean;
-  } = {};
-  let laneStats: LaneStats | undefined;
-  const app = Fastify({
-    logger: opts.logger ?? { level: config.logLevel },
-    // fastify's default is two lines per request; we write one (onResponse), or none under load.
-    logController: new LogController({ disableRequestLogging: true }),
-    requestIdHeader: 'x-request-id',
-    bodyLimit: config.maxUploadBytes,
-    // Our own server so Node checks header/request deadlines often enough for them to mean
-    // something (its default sweep runs every 30 s, which would let a 10 s limit last 40 s).
-    serverFactory: (handler) => {
-      const server = http.createServer(
-        {
-          requestTimeout: config.requestTimeoutMs,
-          headersTimeout: config.headersTimeoutMs,
-          keepAliveTimeout: config.keepAliveTimeoutMs,
-          connectionsCheckingInterval: Math.min(
-            30_000,
-            Math.max(50, Math.floor(config.headersTimeoutMs / 4)),
-          ),
-        },
-        (req, res) => {
-          if (drain.draining) res.shouldKeepAlive = false;
-          // Hits of the hot routes are answered here, before fastify builds request/reply
-          // objects and runs its router (see fast.path); everything else goes to fastify.
-          if (fast.path === undefined || !fast.path(req, res)) handler(req, res);
-        },
-      );
-      const drain = makeDrainable(server);
-      // Socket inactivity: also ends responses to clients that stopped reading (releasing pins).
-      server.setTimeout(config.idleTimeoutMs);
-      // Hits straight from the socket, before Node's HTTP machinery (lane.ts). Requests the lane
-      // does not answer reach the handler below (fast.path, then fastify) one at a time, or with
-      // the connection when they are outside the lane's grammar.
-      if (config.fastLane) {
-        const lane = (laneStats = installLane(server, {
-          handle: (req, out) => fast.lane !== undefined && fast.lane(req, out),
-          open: () => !drain.draining,
-          keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-          idleTimeoutMs: config.idleTimeoutMs,
-          maxHeaderBytes: http.maxHeaderSize,
-          requestIds: config.logRequests,
-          onError: (err) => app.log.error({ err }, 'fast lane: answering a request failed'),
-        }));
-        metrics.attachLane({
-          responses: () => state.laneResponses,
-          delegated: () => lane.delegated,
-          handovers: () => lane.handovers,
-        });
-      }
-      return server;
-    },
-    // While draining, requests on open keep-alive connections are still answered (with
-    // Connection: close) instead of fastify's own 503 body; new decodes are refused (SHUTTING_DOWN).
-    return503OnClosing: false,
-    // Closing is ours (drain.ts): fastify's idle-connection close would cut slow downloads.
-    forceCloseConnections: false,
-    clientErrorHandler,
-    frameworkErrors: frameworkErrorHandler,
-    ajv: { customOptions: { coerceTypes: false } },
-  });
-  const state: AppState = {
-    ready: true,
-    thumbs,
-    metrics,
-    fastResponses: 0,
-    laneResponses: 0,
-    lane: laneStats,
-  };
-  app.decorate('pixtable', state);
 
   const cacheControl = config.cacheControl;
   const cors: string[] = config.corsOrigin
@@ -195,6 +87,50 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       ]
     : [];
   const raw = new RawResponses(cacheControl, cors, cache);
+  // The shortcut and the server exist before the app: fastify calls the server factory while it
+  // builds itself. Their getters below read them only once requests are answered.
+  const state: AppState = {
+    ready: true,
+    thumbs,
+    metrics,
+    get shortcutResponses() {
+      return shortcut.responses;
+    },
+    get laneResponses() {
+      return shortcut.laneResponses;
+    },
+    get lane() {
+      return servers.lane;
+    },
+  };
+  const shortcut = new Shortcut({
+    cache,
+    config,
+    thumbs,
+    raw,
+    metrics,
+    state,
+    // fastify makes its logger inside Fastify(); request lines are written once it exists
+    log: { info: (fields, msg) => app.log.info(fields, msg) },
+  });
+  const servers = new ServerFactory({ config, shortcut, metrics });
+  const app = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+    // fastify's default is two lines per request; we write one (onResponse), or none under load.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: 'x-request-id',
+    bodyLimit: config.maxUploadBytes,
+    serverFactory: servers.create,
+    // While draining, requests on open keep-alive connections are still answered (with
+    // Connection: close) instead of fastify's own 503 body; new decodes are refused (SHUTTING_DOWN).
+    return503OnClosing: false,
+    // Closing is ours (drain.ts): fastify's idle-connection close would cut slow downloads.
+    forceCloseConnections: false,
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
+    ajv: { customOptions: { coerceTypes: false } },
+  });
+  app.decorate('pixtable', state);
 
   // ---------- errors ----------
   app.setErrorHandler(errorHandler);
@@ -219,19 +155,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   });
 
   // ---------- signed URLs ----------
-  const signed =
-    config.signingKeys.length > 0
-      ? {
-          onRequest: (request: FastifyRequest, _reply: FastifyReply, done: (e?: Error) => void) => {
-            try {
-              verifyUrl(request.raw.url ?? '', config.signingKeys, Date.now());
-              done();
-            } catch (e) {
-              done(e as Error);
-            }
-          },
-        }
-      : {};
+  const signed = signatureCheck(config.signingKeys);
 
   // Schemas are documentation (OpenAPI) and response serialisation; request parsing on the hot
   // routes is hand-written (stricter messages, no per-request validator run).
@@ -253,40 +177,9 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
   });
 
-  // ---------- loading entries ----------
-  const originFetches = new Map<string, Promise<void>>();
-  async function fetchOrigin(key: string): Promise<void> {
-    let p = originFetches.get(key);
-    if (!p) {
-      const o = config.origin;
-      if (!o) throw new PixtableError('SOURCE_NOT_FOUND', key);
-      p = (async () => {
-        const bytes = await fetchFromOrigin(o, key);
-        await cache.put(key, bytes);
-      })().finally(() => originFetches.delete(key));
-      originFetches.set(key, p);
-    }
-    return p;
-  }
-
-  async function load(formatName: string, key: string): Promise<ImageView> {
-    // A decode can take seconds; during shutdown only hits are served so draining stays short.
-    if (!state.ready) throw new PixtableError('SHUTTING_DOWN', 'misses are not decoded while draining');
-    try {
-      return await cache.get(formatName, key);
-    } catch (e) {
-      if (!config.origin || !isPixtableError(e) || e.code !== 'SOURCE_NOT_FOUND') throw e;
-      await fetchOrigin(key);
-      return cache.get(formatName, key);
-    }
-  }
-
-  function lookupFormat(name: string): Format {
-    return cache.format(name); // throws UNKNOWN_FORMAT
-  }
+  const entries = new ReadThrough(cache, config.origin, state);
 
   // ---------- raw pixels ----------
-  const pixelsPrefixLength = PIXELS_PREFIX.length;
   app.route({
     method: 'GET',
     url: '/v1/pixels/:format/*',
@@ -294,15 +187,9 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     ...noValidation,
     ...signed,
     handler(request, reply) {
-      const { formatName, key } = formatAndKey(request.raw.url ?? '', pixelsPrefixLength);
-      lookupFormat(formatName);
+      const t = pixelsTarget(request.raw);
       const q = request.query as Record<string, string | undefined>;
-      const hit = cache.peek(formatName, key);
-      if (hit) {
-        raw.send(request.raw, reply.raw, hit, q.rect, reply);
-        return reply;
-      }
-      return load(formatName, key).then((view) => {
+      return entries.load(t.formatName, t.key).then((view) => {
         raw.send(request.raw, reply.raw, view, q.rect, reply);
         return reply;
       });
@@ -317,7 +204,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     return encodedThumb(body, etag, MIME[type], cacheControl, cors);
   }
 
-  const thumbsPrefixLength = THUMBS_PREFIX.length;
   app.route({
     method: 'GET',
     url: '/v1/thumbnails/:format/*',
@@ -325,16 +211,12 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     ...noValidation,
     ...signed,
     async handler(request, reply) {
-      const { formatName, key } = formatAndKey(request.raw.url ?? '', thumbsPrefixLength);
-      const format = lookupFormat(formatName);
+      const target = thumbnailsTarget(request.raw);
       const q = request.query as Record<string, string | undefined>;
-      const { type, negotiated } = chooseType(
-        q.type,
-        request.headers.accept,
-        config.thumbTypes,
-        HAS_ALPHA.has(format.pixelFormat),
-      );
-      const view = cache.peek(formatName, key) ?? (await load(formatName, key));
+      const { type, negotiated } =
+        target.thumb ??
+        chooseType(q.type, request.headers.accept, config.thumbTypes, hasAlpha(target.format.pixelFormat));
+      const view = await entries.load(target.formatName, target.key);
       let t: EncodedThumb;
       try {
         const etag = deriveEtag(view.etag, `${type}${qualityTag}`);
@@ -349,193 +231,15 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
   });
 
-  // ---------- fast path ----------
-  // Hits of whole entries and cached thumbnails skip fastify: no request/reply objects, router,
-  // hooks or per-request child logger — at 16 KiB bodies those cost more than the response itself.
-  // A URL answered once is remembered (hot.ts): the next hit is a lookup by the raw target and
-  // `cache.current(ref)`. Anything the fast path does not handle completely (misses, Range, ?rect,
-  // errors, bad keys) returns false and takes the fastify route, which produces the same bytes and
-  // every error.
-  const pixelsCounter = metrics.route('/v1/pixels/:format/*');
-  const thumbsCounter = metrics.route('/v1/thumbnails/:format/*');
-  const signing = config.signingKeys.length > 0;
-  const logRequests = config.logRequests;
-  const log = app.log;
-  const hot = new HotUrls(HOT_URL_BYTES);
-  /** Answers from a Hot whose ref the caller just found current (`t`: its thumbnail encoding). */
-  function answer(
-    res: http.ServerResponse,
-    h: Hot,
-    t: EncodedThumb | undefined,
-    isHead: boolean,
-    inm: string | undefined,
-  ): number {
-    if (t !== undefined) return writeThumb(res, t, h.vary, inm);
-    return raw.writeHit(res, h, h.ref, isHead, inm);
-  }
-
-  /**
-   * The remembered answer to `url` if it is still current (re-remembered when not), else undefined:
-   * the fastify route answers. For thumbnails `foundThumb` is set to the encoding to send.
-   */
-  let foundThumb: EncodedThumb | undefined;
-  function lookup(url: string, hd: FastHeaders): Hot | undefined {
-    let h = hot.get(url);
-    if (h === BY_ACCEPT) h = hot.get(`${url}\n${hd.accept ?? ''}`);
-    let t: EncodedThumb | undefined;
-    if (
-      h === undefined ||
-      (h.expiresAt !== Infinity && h.expiresAt < Date.now()) ||
-      (h.thumbKey === undefined ? hd.range : (t = thumbs.get(h.thumbKey)) === undefined) ||
-      !cache.current(h.ref)
-    ) {
-      h = remember(url, hd);
-      if (h === undefined) return undefined;
-      if (h.thumbKey !== undefined && (t = thumbs.get(h.thumbKey)) === undefined) return undefined;
-    }
-    foundThumb = t;
-    return h;
-  }
-
-  function done(
-    h: Hot,
-    method: string,
-    url: string,
-    isHead: boolean,
-    status: number,
-    reqId: unknown,
-    t0: number,
-  ) {
-    h.counter.inc(isHead, status);
-    state.fastResponses++;
-    if (logRequests) {
-      log.info(
-        {
-          reqId: reqId ?? `f-${state.fastResponses}`,
-          method,
-          url,
-          status,
-          ms: Math.round((performance.now() - t0) * 10) / 10,
-        },
-        'request',
-      );
-    }
-  }
-
-  fast.path = (req, res) => {
-    if (!state.ready) return false;
-    const t0 = logRequests ? performance.now() : 0;
-    const method = req.method;
-    const isHead = method === 'HEAD';
-    if (method !== 'GET' && !isHead) return false;
-    const url = req.url ?? '';
-    const hd = scanHeaders(req.rawHeaders);
-    const h = lookup(url, hd);
-    if (h === undefined) return false;
-    const status = answer(res, h, foundThumb, isHead, hd.ifNoneMatch);
-    done(h, method, url, isHead, status, logRequests ? req.headers['x-request-id'] : undefined, t0);
-    return true;
+  /** What the shortcut parsed of a request, or the same parsed here (inject(), lane declines…). */
+  const pixelsTarget = (req: http.IncomingMessage): Target => {
+    const t = targetOf(req);
+    return t !== undefined && t.route === 'pixels' ? t : parseTarget(req.url ?? '', 'pixels', cache);
   };
-
-  fast.lane = (req, out) => {
-    if (!state.ready) return false;
-    const t0 = logRequests ? performance.now() : 0;
-    const h = lookup(req.target, req);
-    if (h === undefined) return false;
-    const status = answerLane(out, h, foundThumb, req.isHead, req.ifNoneMatch);
-    state.laneResponses++;
-    done(h, req.isHead ? 'HEAD' : 'GET', req.target, req.isHead, status, req.requestId, t0);
-    return true;
+  const thumbnailsTarget = (req: http.IncomingMessage): Target => {
+    const t = targetOf(req);
+    return t !== undefined && t.route === 'thumbnails' ? t : parseTarget(req.url ?? '', 'thumbnails', cache);
   };
-
-  /** answer() for the lane: prepared heads written straight to the socket. */
-  function answerLane(
-    out: LaneOut,
-    h: Hot,
-    t: EncodedThumb | undefined,
-    isHead: boolean,
-    inm: string | undefined,
-  ): number {
-    if (t !== undefined) return sendThumb(out, t, h.vary, isHead, inm);
-    return raw.sendHit(out, h, h.ref, isHead, inm);
-  }
-
-  /**
-   * The full fast path: parses and checks the URL, finds the entry (and cached encoding) and
-   * remembers how to answer it. Undefined when the fastify route must answer instead.
-   */
-  function remember(url: string, hd: FastHeaders): Hot | undefined {
-    const isPixels = url.startsWith(PIXELS_PREFIX);
-    if (!isPixels && !url.startsWith(THUMBS_PREFIX)) return undefined;
-    if (isPixels && hd.range) return undefined;
-    let typeParam: string | undefined;
-    const qi = url.indexOf('?');
-    if (qi >= 0) {
-      // only parameters the fast path fully understands; anything else (rect, …) takes the route
-      for (const part of url.slice(qi + 1).split('&')) {
-        if (part.startsWith('sig=') || part.startsWith('exp=')) continue;
-        if (!isPixels && part.startsWith('type=')) typeParam = part.slice(5);
-        else return undefined;
-      }
-    }
-    let ref: EntryRef | undefined;
-    let type: keyof typeof MIME = 'png';
-    let negotiated = false;
-    let expiresAt = Infinity;
-    try {
-      if (signing) expiresAt = verifyUrl(url, config.signingKeys, Date.now());
-      const { formatName, key } = formatAndKey(url, isPixels ? pixelsPrefixLength : thumbsPrefixLength);
-      const format = cache.format(formatName);
-      if (!isPixels) {
-        ({ type, negotiated } = chooseType(
-          typeParam,
-          hd.accept,
-          config.thumbTypes,
-          HAS_ALPHA.has(format.pixelFormat),
-        ));
-      }
-      ref = cache.peekRef(formatName, key);
-    } catch {
-      return undefined;
-    }
-    if (ref === undefined) return undefined;
-    if (isPixels) {
-      const heads = raw.whole(ref, ref.transientPixels.length);
-      const h: Hot = {
-        ref,
-        thumbKey: undefined,
-        headers: heads.headers,
-        notModified: heads.notModified,
-        head: heads.head,
-        head304: heads.head304,
-        vary: false,
-        expiresAt,
-        counter: pixelsCounter,
-      };
-      hot.set(url, h);
-      return h;
-    }
-    const thumbKey = `${ref.etag}\u0000${type}`;
-    if (thumbs.get(thumbKey) === undefined) return undefined; // not encoded yet: the route encodes
-    const h: Hot = {
-      ref,
-      thumbKey,
-      headers: [],
-      notModified: [],
-      head: EMPTY,
-      head304: EMPTY,
-      vary: negotiated,
-      expiresAt,
-      counter: thumbsCounter,
-    };
-    if (negotiated) {
-      hot.set(url, BY_ACCEPT);
-      hot.set(`${url}\n${hd.accept ?? ''}`, h);
-    } else {
-      hot.set(url, h);
-    }
-    return h;
-  }
 
   // ---------- sources ----------
   await app.register(async (scope) => {
