@@ -75,3 +75,9 @@ export function targetOf(req: http.IncomingMessage): Target | undefined {
   const t = notes.get(req);
   return t !== undefined && t.url === req.url ? t : undefined;
 }
+
+/** What the shortcut parsed of `req` for `route`, or the same parsed now (inject(), lane off…). */
+export function targetFor(req: http.IncomingMessage, route: TargetRoute, cache: PixelCache): Target {
+  const t = targetOf(req);
+  return t !== undefined && t.route === route ? t : parseTarget(req.url ?? '', route, cache);
+}
