@@ -8,7 +8,6 @@
 import { LRUCache } from 'lru-cache';
 import type { EntryRef } from '../types.js';
 import type { WholeHeads } from './raw-response.js';
-import type { Target } from './target.js';
 
 /** How to answer a raw-pixels URL again without parsing it. */
 export interface PixelsMemo {
@@ -17,8 +16,6 @@ export interface PixelsMemo {
   readonly heads: WholeHeads;
   /** `exp` of a signed URL in ms since the epoch; Infinity when unsigned or without exp. */
   readonly expiresAt: number;
-  /** What the URL names, for the route when it answers this URL instead (a Range request). */
-  readonly target: Target;
 }
 
 /** How to answer a thumbnail URL again: its encoding is looked up in the thumbnail LRU each time. */

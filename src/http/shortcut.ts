@@ -141,8 +141,8 @@ export class Shortcut {
     if (m === undefined || m.kind === 'byAccept' || (m.expiresAt !== Infinity && m.expiresAt < Date.now()))
       return this.remember(url, hd);
     if (m.kind === 'pixels') {
-      if (hd.range) return m.target; // the route serves ranges, from what was parsed already
-      return this.cache.current(m.ref) ? m : this.remember(url, hd);
+      // Ranges are the route's: remember() parses for it without looking the entry up.
+      return !hd.range && this.cache.current(m.ref) ? m : this.remember(url, hd);
     }
     const thumb = this.thumbs.get(m.thumbKey);
     if (thumb === undefined || !this.cache.current(m.ref)) return this.remember(url, hd);
@@ -206,7 +206,6 @@ export class Shortcut {
         ref,
         heads: this.raw.whole(ref, ref.transientPixels.length),
         expiresAt,
-        target: t,
       };
       this.memory.set(url, m);
       return m;

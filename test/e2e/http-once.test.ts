@@ -173,7 +173,7 @@ for (const fastLane of [true, false]) {
         });
       });
 
-      test('then hits: the first one parses and finds the entry, the next ones parse nothing', async () => {
+      test('then hits: the first one parses and finds the entry, the next ones parse nothing; a Range is routed', async () => {
         const key = await freshSource();
         const p = `/v1/pixels/small/${key}`;
         await costOf(p);
@@ -185,6 +185,13 @@ for (const fastLane of [true, false]) {
         assert.equal((await request(base, sign(p))).status, 200);
         assert.deepEqual(cache.calls, { format: 0, peek: 0, peekRef: 0, get: 0 });
         assert.equal(app.pixtable.shortcutResponses - before, 2, 'both answered by the shortcut');
+        // a Range on the remembered URL is the route's, from one parse and one get()
+        assert.deepEqual(await costOf(p, { Range: 'bytes=0-9' }, 206), {
+          format: 1,
+          peek: 0,
+          peekRef: 0,
+          get: 1,
+        });
       });
 
       test('inject() never meets the shortcut: the route parses, and looks up once', async () => {
