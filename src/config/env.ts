@@ -75,7 +75,7 @@ export interface ServerConfig {
   /** Log one line per completed request (off keeps the hot path lean under load tests). */
   logRequests: boolean;
   /**
-   * Answer cache hits from the socket before Node's HTTP server (src/http/lane.ts); off sends every
+   * Answer cache hits from the socket before Node's HTTP server (src/http/lane/); off sends every
    * request through Node's parser (a switch for diagnosing a client or proxy interaction).
    */
   fastLane: boolean;

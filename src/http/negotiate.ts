@@ -117,3 +117,10 @@ export function chooseType(
   }
   return { type: bestType, negotiated: true };
 }
+
+const WITH_ALPHA: ReadonlySet<string> = new Set(['rgba8', 'rgba8-premultiplied', 'bgra8-premultiplied']);
+
+/** Whether chooseType's fallback for `pixelFormat` must keep alpha (PNG) rather than be JPEG. */
+export function hasAlpha(pixelFormat: string): boolean {
+  return WITH_ALPHA.has(pixelFormat);
+}

@@ -1,5 +1,5 @@
 // Route schemas: the OpenAPI document (/openapi.json) and fast-json-stringify serialisers for
-// JSON responses. Request parsing of the pixel/thumbnail routes is hand-written (see app.ts).
+// JSON responses. Request parsing of the pixel/thumbnail routes is hand-written (target.ts).
 
 const error = {
   type: 'object',

@@ -3,7 +3,9 @@
 // be answered with the old encoding; stale encodings just age out. Concurrent requests for one
 // missing encoding share a single encode.
 import { LRUCache } from 'lru-cache';
+import type http from 'node:http';
 import { rawHead } from './head-bytes.js';
+import type { LaneOut } from './lane/index.js';
 
 export interface EncodedThumb {
   body: Buffer;
@@ -137,4 +139,43 @@ export function etagMatches(ifNoneMatch: string | undefined, etag: string): bool
     if ((t.startsWith('W/') ? t.slice(2) : t) === opaque) return true;
   }
   return false;
+}
+
+/**
+ * An encoded thumbnail, or its 304, on Node's response (the route's and the shortcut's answer
+ * alike); `vary`: the type came from Accept. Returns the status.
+ */
+export function writeThumb(
+  res: http.ServerResponse,
+  t: EncodedThumb,
+  vary: boolean,
+  ifNoneMatch: string | undefined,
+): 200 | 304 {
+  const h = t.headers;
+  if (etagMatches(ifNoneMatch, t.etag)) {
+    res.writeHead(304, vary ? h.notModifiedVary : h.notModified);
+    res.end();
+    return 304;
+  }
+  res.writeHead(200, vary ? h.okVary : h.ok);
+  res.end(t.body);
+  return 200;
+}
+
+/** writeThumb() through the lane, with the encoding's prepared head bytes. */
+export function sendThumb(
+  out: LaneOut,
+  t: EncodedThumb,
+  vary: boolean,
+  isHead: boolean,
+  ifNoneMatch: string | undefined,
+): 200 | 304 {
+  const r = t.raw;
+  if (etagMatches(ifNoneMatch, t.etag)) {
+    out.send(vary ? r.notModifiedVary : r.notModified, undefined);
+    return 304;
+  }
+  // the encoding is a JS Buffer the queued write keeps alive: nothing to pin
+  out.send(vary ? r.okVary : r.ok, isHead ? undefined : t.body);
+  return 200;
 }

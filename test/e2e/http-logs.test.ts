@@ -15,7 +15,7 @@ test('JSON logs: one line per request with request id, method, url, status and t
   });
   try {
     await request(server.url, '/v1/sources/a.png', { method: 'PUT', body: await makeImage('png') });
-    await request(server.url, '/v1/pixels/small/a.png', { headers: { 'x-request-id': 'abc-123' } }); // fast path
+    await request(server.url, '/v1/pixels/small/a.png', { headers: { 'x-request-id': 'abc-123' } }); // the shortcut
     await request(server.url, '/v1/pixels/small/a.png?rect=0,0,2,2'); // routed
     await request(server.url, '/nope');
     await new Promise((r) => setTimeout(r, 200));

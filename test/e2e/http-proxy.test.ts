@@ -123,7 +123,7 @@ http {
     assert.equal(missing.status, 404);
     assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'SOURCE_NOT_FOUND');
     const l0 = s.app.pixtable.laneResponses;
-    const f0 = s.app.pixtable.fastResponses;
+    const f0 = s.app.pixtable.shortcutResponses;
     for (let i = 0; i < 3; i++) {
       const r = await fetch(`${proxy}/v1/pixels/small/a.png`);
       assert.equal(r.status, 200);
@@ -132,7 +132,7 @@ http {
     // nginx reuses its pooled connection: the lane passed the Range and the miss to Node's server
     // one request each and keeps answering the hits on it
     assert.equal(s.app.pixtable.laneResponses - l0, 3);
-    assert.equal(s.app.pixtable.fastResponses - f0, 3);
+    assert.equal(s.app.pixtable.shortcutResponses - f0, 3);
   });
 
   test('nginx’s default HTTP/1.0 upstream requests are answered by Node’s server, same bytes', async () => {

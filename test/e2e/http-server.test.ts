@@ -187,7 +187,7 @@ test('signed URLs over a real socket', async () => {
   }
 });
 
-test('the socket fast path and the fastify route answer identically (pixels, thumbnails, 304)', async () => {
+test('the hit shortcut and the fastify route answer identically (pixels, thumbnails, 304)', async () => {
   const strip = (h: Record<string, unknown>) => {
     const o = { ...h };
     for (const k of ['date', 'connection', 'keep-alive', 'transfer-encoding']) delete o[k];
@@ -198,10 +198,10 @@ test('the socket fast path and the fastify route answer identically (pixels, thu
     ['/v1/thumbnails/small/cat.png?type=webp', {}],
     ['/v1/thumbnails/small/cat.png', { accept: 'image/webp,*/*' }],
   ] as const) {
-    const routed = await s.app.inject({ url: p, headers }); // inject never enters the fast path
-    const before = s.app.pixtable.fastResponses;
-    const fast = await request(s.url, p, { headers }); // second request: a hit, served by the fast path
-    assert.equal(s.app.pixtable.fastResponses, before + 1, `${p} took the fast path`);
+    const routed = await s.app.inject({ url: p, headers }); // inject never enters the shortcut
+    const before = s.app.pixtable.shortcutResponses;
+    const fast = await request(s.url, p, { headers }); // second request: a hit, served by the shortcut
+    assert.equal(s.app.pixtable.shortcutResponses, before + 1, `${p} took the shortcut`);
     assert.equal(fast.status, 200, p);
     assert.equal(routed.statusCode, 200, p);
     assert.deepEqual(strip(fast.headers), strip(routed.headers), p);

@@ -6,7 +6,7 @@ import { parseRect } from '../../src/http/rect.js';
 import { parseRange } from '../../src/http/range.js';
 import { decodeKey, encodeKey, keyFromUrl } from '../../src/http/keys.js';
 import { chooseType } from '../../src/http/negotiate.js';
-import { scanHeaders } from '../../src/http/hot.js';
+import { scanHeaders } from '../../src/http/shortcut-memory.js';
 import { PixtableError } from '../../src/errors.js';
 
 function code(fn: () => unknown, c: string, msg?: RegExp) {

@@ -1,4 +1,4 @@
-// The fast path remembers answered URLs (src/http/hot.ts). These tests check, over real sockets,
+// The hit shortcut remembers answered URLs (src/http/shortcut-memory.ts). These tests check, over real sockets,
 // that a remembered URL is answered from the remembered entry only while it is still the entry:
 // after a rewrite, a delete, a Range request, another Accept or a signed URL's expiry the answer
 // is what the full path would give, never the remembered bytes.
@@ -36,11 +36,11 @@ for (const fastLane of [true, false]) {
       return Buffer.from(v.pixels);
     }
 
-    test('repeated hits are answered by the fast path with the entry’s bytes', async () => {
+    test('repeated hits are answered by the shortcut with the entry’s bytes', async () => {
       await put(s, 'a.png', await makeImage('png', 120, 80, 1));
       const first = await request(s.url, '/v1/pixels/small/a.png'); // a miss: decoded by the route
       assert.equal(first.status, 200);
-      const before = s.app.pixtable.fastResponses;
+      const before = s.app.pixtable.shortcutResponses;
       const lane = s.app.pixtable.laneResponses;
       for (let i = 0; i < 3; i++) {
         const r = await request(s.url, '/v1/pixels/small/a.png');
@@ -48,7 +48,7 @@ for (const fastLane of [true, false]) {
         assert.ok(r.body.equals(first.body));
         assert.equal(r.headers.etag, first.headers.etag);
       }
-      assert.equal(s.app.pixtable.fastResponses, before + 3);
+      assert.equal(s.app.pixtable.shortcutResponses, before + 3);
       checkLane(lane, 3);
       assert.ok(first.body.equals(await libraryBytes('a.png')));
       assert.equal(pinned(s), 0, 'bodies the socket took at once leave nothing pinned');
@@ -83,7 +83,7 @@ for (const fastLane of [true, false]) {
       const range = await request(s.url, '/v1/pixels/small/c.png', { headers: { Range: 'bytes=10-19' } });
       assert.equal(range.status, 206);
       assert.ok(range.body.equals(full.body.subarray(10, 20)));
-      const before = s.app.pixtable.fastResponses;
+      const before = s.app.pixtable.shortcutResponses;
       const lane = s.app.pixtable.laneResponses;
       const nm = await request(s.url, '/v1/pixels/small/c.png', {
         headers: { 'If-None-Match': `"nope", ${String(full.headers.etag)}` },
@@ -98,7 +98,7 @@ for (const fastLane of [true, false]) {
       assert.equal(head.status, 200);
       assert.equal(head.headers['content-length'], String(full.body.length));
       assert.equal(head.body.length, 0);
-      assert.equal(s.app.pixtable.fastResponses, before + 3);
+      assert.equal(s.app.pixtable.shortcutResponses, before + 3);
       checkLane(lane, 3);
     });
 
@@ -130,9 +130,9 @@ for (const fastLane of [true, false]) {
         const exp = Math.ceil(Date.now() / 1000) + 1;
         const url = signUrl(`/v1/pixels/small/e.png?exp=${exp}`, key);
         assert.equal((await request(t.url, url)).status, 200);
-        const before = t.app.pixtable.fastResponses;
+        const before = t.app.pixtable.shortcutResponses;
         assert.equal((await request(t.url, url)).status, 200);
-        assert.equal(t.app.pixtable.fastResponses, before + 1, 'remembered');
+        assert.equal(t.app.pixtable.shortcutResponses, before + 1, 'remembered');
         await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 50));
         const late = await request(t.url, url);
         assert.equal(late.status, 403);
