@@ -2,6 +2,7 @@
 // entry wants the format's layout. `convertInPlace` converts inside the decoder's own buffer, and
 // the table writes it at the format's stride with one gathered pwritev: the only copy on ingest.
 import type { PixelFormat } from '../formats.js';
+import type { RawImage } from '../native/sharp.js';
 
 // (c * a + 127) / 255 rounded, computed exactly as ((t + 128) + ((t + 128) >> 8)) >> 8 with t = c*a.
 function mul255(c: number, a: number): number {
@@ -63,18 +64,6 @@ export function convertInPlace(
   return decoded.subarray(0, width * height * bytesPerPixel);
 }
 
-/** An image as sharp's raw input wants it. */
-export interface EncodableRaw {
-  data: Buffer;
-  /** width of `data` rows in pixels (may exceed `width` when the stride is reused without a copy) */
-  rowPixels: number;
-  width: number;
-  height: number;
-  channels: 1 | 3 | 4;
-  /** alpha is meaningless (rgbx8): drop it when encoding */
-  dropAlpha: boolean;
-}
-
 function unpremultiply(c: number, a: number): number {
   return a === 0 ? 0 : Math.min(255, Math.round((c * 255) / a));
 }
@@ -90,8 +79,8 @@ export function toEncodable(
   height: number,
   stride: number,
   pf: PixelFormat,
-): EncodableRaw {
-  const direct = (channels: 1 | 3 | 4, dropAlpha = false): EncodableRaw | undefined =>
+): RawImage {
+  const direct = (channels: 1 | 3 | 4, dropAlpha = false): RawImage | undefined =>
     stride % channels === 0
       ? {
           data: pixels.subarray(0, stride * height),
