@@ -2,7 +2,14 @@
 //  - flock(2): one writer per table across processes (advisory, released by the kernel when the
 //    process dies, so a SIGKILLed writer never leaves a stale lock behind);
 //  - posix_fallocate(3): reserve disk blocks before a range is mapped, so a full disk surfaces as
-//    ENOSPC on the write path instead of SIGBUS when a sparse page is first touched.
+//    ENOSPC on the write path instead of SIGBUS when a sparse page is first touched;
+//  - open-file-description byte locks (F_OFD_SETLK / F_OFD_GETLK): a process claims its record of
+//    the reader table by locking one byte of it; the kernel drops the lock when the process dies
+//    (LMDB's reader table does the same with fcntl locks), which is how dead readers are found;
+//  - sequentially consistent atomics on mapped memory shared between processes (the reader
+//    table's pin counts and recycle marks). JavaScript's Atomics are specified for
+//    SharedArrayBuffers only; a mapping is an external, non-shared ArrayBuffer, so the ordering
+//    between processes is made explicit here with C11 atomics and full fences.
 // Errors are thrown with `code` set to the errno name, like Node's own fs errors.
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 
 static const char *errno_name(int err) {
@@ -105,11 +113,136 @@ static napi_value preallocate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+// lockByte(fd, offset) -> true when this open file description now holds a write lock on the byte
+// at offset, false when another one holds it. Locks of one description do not conflict with it.
+static napi_value lock_byte(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t fd;
+  int64_t offset;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &offset) != napi_ok || offset < 0) {
+    napi_throw_type_error(env, "EINVAL", "lockByte(fd: number, offset: number >= 0)");
+    return NULL;
+  }
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = (off_t)offset;
+  fl.l_len = 1;
+  int rc;
+  do {
+    rc = fcntl(fd, F_OFD_SETLK, &fl);
+  } while (rc != 0 && errno == EINTR);
+  napi_value result;
+  if (rc == 0) {
+    napi_get_boolean(env, true, &result);
+    return result;
+  }
+  if (errno == EAGAIN || errno == EACCES) {
+    napi_get_boolean(env, false, &result);
+    return result;
+  }
+  return throw_errno(env, "fcntl(F_OFD_SETLK)", errno);
+}
+
+// byteLocked(fd, offset) -> true when another open file description holds a lock on that byte.
+static napi_value byte_locked(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int32_t fd;
+  int64_t offset;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &offset) != napi_ok || offset < 0) {
+    napi_throw_type_error(env, "EINVAL", "byteLocked(fd: number, offset: number >= 0)");
+    return NULL;
+  }
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = (off_t)offset;
+  fl.l_len = 1;
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return throw_errno(env, "fcntl(F_OFD_GETLK)", errno);
+  napi_value result;
+  napi_get_boolean(env, fl.l_type != F_UNLCK, &result);
+  return result;
+}
+
+// The u32 at byte `offset` of a Buffer, 4-byte aligned and inside it; NULL (and a thrown error)
+// otherwise.
+static _Atomic uint32_t *word_at(napi_env env, napi_value buf, napi_value off, const char *sig) {
+  void *data;
+  size_t len;
+  int64_t offset;
+  if (napi_get_buffer_info(env, buf, &data, &len) != napi_ok ||
+      napi_get_value_int64(env, off, &offset) != napi_ok || offset < 0 || (offset & 3) != 0 ||
+      (uint64_t)offset + 4 > len || ((uintptr_t)data & 3) != 0) {
+    napi_throw_type_error(env, "EINVAL", sig);
+    return NULL;
+  }
+  return (_Atomic uint32_t *)((char *)data + offset);
+}
+
+// atomicStore(buf, offset, value): sequentially consistent store, then a full fence.
+static napi_value atomic_store_fn(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  _Atomic uint32_t *w = word_at(env, argv[0], argv[1], "atomicStore(buf: Buffer, offset: number, value: number)");
+  if (w == NULL) return NULL;
+  uint32_t value;
+  if (napi_get_value_uint32(env, argv[2], &value) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "atomicStore(buf: Buffer, offset: number, value: number)");
+    return NULL;
+  }
+  atomic_store_explicit(w, value, memory_order_seq_cst);
+  atomic_thread_fence(memory_order_seq_cst);
+  return NULL;
+}
+
+// firstNonZero(buf, offset, stride, count) -> the first i < count whose u32 at offset + i*stride
+// is non-zero (sequentially consistent loads after a full fence), or -1. The writer's scan of one
+// slot's pin count across every reader record, in one call.
+static napi_value first_non_zero(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  void *data;
+  size_t len;
+  int64_t offset, stride, count;
+  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &stride) != napi_ok ||
+      napi_get_value_int64(env, argv[3], &count) != napi_ok || offset < 0 || (offset & 3) != 0 ||
+      stride <= 0 || (stride & 3) != 0 || count < 0 || ((uintptr_t)data & 3) != 0 ||
+      (count > 0 && (uint64_t)offset + (uint64_t)(count - 1) * (uint64_t)stride + 4 > len)) {
+    napi_throw_type_error(env, "EINVAL", "firstNonZero(buf: Buffer, offset: number, stride: number, count: number)");
+    return NULL;
+  }
+  atomic_thread_fence(memory_order_seq_cst);
+  int64_t found = -1;
+  for (int64_t i = 0; i < count; i++) {
+    _Atomic uint32_t *w = (_Atomic uint32_t *)((char *)data + offset + i * stride);
+    if (atomic_load_explicit(w, memory_order_seq_cst) != 0) {
+      found = i;
+      break;
+    }
+  }
+  napi_value result;
+  napi_create_int64(env, found, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"tryLock", NULL, try_lock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unlock", NULL, unlock, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preallocate", NULL, preallocate, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lockByte", NULL, lock_byte, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"byteLocked", NULL, byte_locked, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"atomicStore", NULL, atomic_store_fn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"firstNonZero", NULL, first_non_zero, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -159,6 +159,12 @@ export const ERRORS = {
     message: 'Every entry of the table is pinned by a reader; retry shortly',
     hint: "retry, or raise the format's maxCount",
   },
+  READERS_FULL: {
+    status: 503,
+    exit: EXIT.TEMPFAIL,
+    message: 'Every record of the reader table is held by a live process',
+    hint: 'close idle readers of this storage (each open read-only ImageCache holds one record), then retry',
+  },
   STORAGE_LOCKED: {
     status: 503,
     exit: EXIT.LOCKED,

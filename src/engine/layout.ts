@@ -37,6 +37,11 @@ export function lockFile(tables: string, format: string): string {
   return path.join(tables, `${format}.lock`);
 }
 
+/** `storage/tables/<format>.readers`: the format's reader table (pins of every reading process). */
+export function readersFile(tables: string, format: string): string {
+  return path.join(tables, `${format}.readers`);
+}
+
 /** `storage/tables/<format>/index.log`: the format's key → slot log. */
 export function indexFile(table: string): string {
   return path.join(table, 'index.log');

@@ -6,6 +6,7 @@ export const LIVE = 1;
 export const ORPHAN = 2;
 
 const NIL = -1;
+const always = (): boolean => true;
 
 export class SlotBook {
   readonly capacity: number;
@@ -33,6 +34,9 @@ export class SlotBook {
   private tail = NIL; // most recently used
   private readonly freeStack: Int32Array;
   private freeTop = 0;
+  /** free slots another process still held when allocate() last looked (reader table) */
+  private readonly held: Int32Array;
+  private heldTop = 0;
   /** slots at and above this were never used */
   highWater = 0;
   pinnedCount = 0;
@@ -54,6 +58,7 @@ export class SlotBook {
     this.prev = new Int32Array(capacity).fill(NIL);
     this.next = new Int32Array(capacity).fill(NIL);
     this.freeStack = new Int32Array(capacity);
+    this.held = new Int32Array(capacity);
   }
 
   get liveCount(): number {
@@ -134,15 +139,32 @@ export class SlotBook {
   /**
    * A slot to write into: a free one, a never-used one, or the least recently used unpinned live
    * one (returned in `evicted` so the caller can account for it). -1 when everything is pinned.
+   * `writable(s)` is asked last for each candidate: false means another process holds it (the
+   * reader table), so it is passed over — a free one is kept aside and offered again next time.
    */
-  allocate(): { slot: number; evicted: string | undefined } {
+  allocate(writable: (s: number) => boolean = always): { slot: number; evicted: string | undefined } {
+    for (let i = 0; i < this.heldTop; i++) {
+      const s = this.held[i]!;
+      if (this.state[s] !== FREE) {
+        this.held[i--] = this.held[--this.heldTop]!; // bound again meanwhile (replay): not ours to keep
+      } else if (writable(s)) {
+        this.held[i] = this.held[--this.heldTop]!;
+        return { slot: s, evicted: undefined };
+      }
+    }
     while (this.freeTop > 0) {
       const s = this.freeStack[--this.freeTop]!;
-      if (this.state[s] === FREE) return { slot: s, evicted: undefined };
+      if (this.state[s] !== FREE) continue;
+      if (writable(s)) return { slot: s, evicted: undefined };
+      this.held[this.heldTop++] = s;
     }
-    if (this.highWater < this.capacity) return { slot: this.highWater++, evicted: undefined };
+    while (this.highWater < this.capacity) {
+      const s = this.highWater++;
+      if (writable(s)) return { slot: s, evicted: undefined };
+      this.held[this.heldTop++] = s;
+    }
     for (let s = this.head; s !== NIL; s = this.next[s]!) {
-      if (this.pins[s] === 0) {
+      if (this.pins[s] === 0 && writable(s)) {
         const key = this.keyOf[s];
         this.unbind(s);
         this.freeTop--; // unbind pushed it on the free stack; hand it out directly

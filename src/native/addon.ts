@@ -9,6 +9,14 @@ export interface NativeAddon {
   unlock(fd: number): void;
   /** posix_fallocate: reserve blocks and grow the file to at least offset+length. Throws with code ENOSPC etc. */
   preallocate(fd: number, offset: number, length: number): void;
+  /** F_OFD_SETLK write lock on one byte: true when this file description holds it, false when another does. */
+  lockByte(fd: number, offset: number): boolean;
+  /** F_OFD_GETLK: whether another file description holds a lock on that byte. */
+  byteLocked(fd: number, offset: number): boolean;
+  /** Sequentially consistent store of the u32 at `offset` (4-aligned) of a mapping, then a full fence. */
+  atomicStore(buf: Buffer, offset: number, value: number): void;
+  /** After a full fence, the first i < count whose u32 at offset + i × stride is non-zero, or -1. */
+  firstNonZero(buf: Buffer, offset: number, stride: number, count: number): number;
 }
 
 function load(): NativeAddon {
