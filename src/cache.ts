@@ -10,7 +10,7 @@ import type { Format } from './formats.js';
 import type { CacheStats, EntryRef, ImageView, OpenOptions, PutResult, VerifyProblem } from './types.js';
 import type { ChunkCache } from './engine/table.js';
 import { resolveOptions, type Resolved } from './engine/options.js';
-import { lockFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
+import { lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
 import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
@@ -97,6 +97,7 @@ export class ImageCache {
 
   private async openFormat(f: Format): Promise<void> {
     const o = this.o;
+    const readers = readersFile(this.tablesDir, f.name);
     const lockFd = o.readOnly
       ? -1
       : await acquireWriterLock(
@@ -104,7 +105,7 @@ export class ImageCache {
           `table ${f.name} in ${o.storage}`,
           o.lockTimeoutMs,
         );
-    const st = new FormatStore(this.stores.length, f, tableDir(this.tablesDir, f.name), lockFd, {
+    const st = new FormatStore(this.stores.length, f, tableDir(this.tablesDir, f.name), readers, lockFd, {
       readOnly: o.readOnly,
       preallocate: o.preallocate,
       chunkBytes: o.chunkBytes,
@@ -172,15 +173,21 @@ export class ImageCache {
    */
   readonly current: (ref: EntryRef) => boolean;
 
-  /** Pins a current ref's slot (as a view does) until unpinRef(); one unpinRef per pinRef. */
-  pinRef(ref: EntryRef): void {
+  /**
+   * Pins a ref's slot as a view does — in this process and, read-only, in the reader table, so the
+   * writer in another process does not overwrite it — until unpinRef(); one unpinRef per true
+   * pinRef. False (nothing pinned) when the ref no longer names its entry: ask peekRef() again.
+   * In a read-only cache, pin before reading `transientPixels` at all: the writer is another
+   * process and does not wait for this one's event loop.
+   */
+  pinRef(ref: EntryRef): boolean {
     const r = refImpl(ref);
-    r.store.book.pin(r.slot);
+    return r.store.acquireRef(r);
   }
 
   unpinRef(ref: EntryRef): void {
     const r = refImpl(ref);
-    r.store.book.unpin(r.slot);
+    r.store.release(r.slot, r.store.book);
   }
 
   /** Whether a verified entry exists (does not consult the source). */
@@ -198,8 +205,11 @@ export class ImageCache {
     if (s >= 0) {
       const fresh = this.o.revalidate ? this.revalidator.fresh(st.book, s, key) : true;
       if (fresh === true || (fresh === false && (await this.revalidator.confirmAsync(st.book, s, key)))) {
-        st.counters.hits++;
-        return st.view(s, key);
+        const view = st.view(s, key);
+        if (view !== undefined) {
+          st.counters.hits++;
+          return view;
+        }
       }
     }
     st.counters.misses++;
@@ -210,9 +220,14 @@ export class ImageCache {
 
   private async load(st: FormatStore, key: string): Promise<ImageView> {
     if (this.readOnly) {
-      st.poll();
-      const s = st.verifiedSlot(key);
-      if (s >= 0) return st.view(s, key);
+      // The writer may be recycling the slot right now (the view's pin then fails): look again.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        st.poll();
+        const s = st.verifiedSlot(key);
+        if (s < 0) break;
+        const view = st.view(s, key);
+        if (view !== undefined) return view;
+      }
       validateKey(key);
       throw new PixtableError(
         'READ_ONLY',
@@ -223,7 +238,8 @@ export class ImageCache {
     for (let attempt = 0; attempt < 3; attempt++) {
       await this.decoder.once(g, key, () => this.decodeKey(g, key));
       const s = st.verifiedSlot(key);
-      if (s >= 0) return st.view(s, key);
+      const view = s < 0 ? undefined : st.view(s, key);
+      if (view !== undefined) return view;
     }
     throw new PixtableError(
       'TABLE_FULL',

@@ -75,10 +75,10 @@ export interface OpenOptions {
  * never fault), but the slot may be reused for another image at any time: copy what you need to
  * keep first. Treat the buffers as read-only; writing into them corrupts the cache entry.
  *
- * Pins are per process. In a `readOnly` cache (a second process beside the writer), a hit checks
- * that the entry still holds the generation it verified, but the writer does not see this
- * process's pins: a view held there may see its slot recycled. Such readers should copy the
- * pixels they keep, or re-`get`.
+ * Pins cross processes. In a `readOnly` cache (another process or worker thread beside the
+ * writer) a view's pin is published in the table's reader table before the view is handed out,
+ * and the writer never overwrites a slot a live reader holds: the view's bytes stay its entry's
+ * until release(), wherever the writer is. A reader that dies drops its pins with it.
  */
 export interface ImageView extends EntryInfo, Disposable {
   /**
@@ -112,8 +112,9 @@ export interface EntryRef extends EntryInfo {
    * can this process rewrite the slot). To read them later — an asynchronous write, a worker —
    * pin first with `pinRef(ref)` and call `unpinRef(ref)` once when done. A reference that is no
    * longer current stays harmless: these become an empty Buffer once its chunk leaves the mapping
-   * LRU, so old references never hold mappings alive. The readOnly caveat of `ImageView` (pins
-   * are per process) applies here too.
+   * LRU, so old references never hold mappings alive. In a `readOnly` cache the writer is another
+   * process that does not wait for this one's event loop: there, read them only between a true
+   * `pinRef(ref)` and its `unpinRef(ref)`.
    */
   readonly transientPixels: Buffer;
 }

@@ -8,10 +8,11 @@ import type { EntryRef, FormatStats, ImageView, Logger } from '../types.js';
 import type { DecodedImage } from '../native/sharp.js';
 import { Table, type ChunkCache } from './table.js';
 import { IndexLog, OP_DEL, OP_SET, type IndexRecord } from './index-log.js';
-import { SlotBook } from './slots.js';
+import { LIVE, SlotBook } from './slots.js';
 import { indexFile } from './layout.js';
 import { fingerprint, type Source } from './source-bytes.js';
 import { releaseWriterLock } from './lock.js';
+import { ReaderTable } from './reader-table.js';
 import { EntryView, RefImpl } from './views.js';
 import { toTableLayout } from './decoding.js';
 import type { Revalidator } from './revalidate.js';
@@ -47,6 +48,12 @@ export class FormatStore {
   private refs: (RefImpl | undefined)[];
   private nextGen = 1;
   private closed = false;
+  /** the reader table: writers consult it before overwriting a slot, readers publish their pins */
+  private readonly readers: ReaderTable | undefined;
+  /** readers: this process's pins per slot (views and pinned refs), published 0 → 1 → 0 */
+  private readonly held: Uint32Array | undefined;
+  /** writers: may slot `s` be overwritten (no live reader anywhere holds it)? Marks it if so. */
+  private readonly writable: ((s: number) => boolean) | undefined;
 
   /** Opens table and index (the caller holds the writer lock `lockFd`, or -1 read-only). */
   constructor(
@@ -54,6 +61,7 @@ export class FormatStore {
     readonly no: number,
     readonly format: Format,
     dir: string,
+    readersFile: string,
     private readonly lockFd: number,
     private readonly ctx: StoreContext,
   ) {
@@ -71,6 +79,13 @@ export class FormatStore {
     try {
       this.table.open();
       this.loadIndex();
+      if (ctx.readOnly) {
+        this.readers = ReaderTable.openReader(readersFile, format.maxCount);
+        this.held = new Uint32Array(format.maxCount);
+      } else {
+        const readers = (this.readers = ReaderTable.openWriter(readersFile, format.maxCount));
+        this.writable = (s) => readers.beginRecycle(s);
+      }
     } catch (e) {
       this.close(); // releases the lock too: a failed open leaves nothing held
       throw e;
@@ -173,18 +188,52 @@ export class FormatStore {
     return s;
   }
 
-  /** A pinned view of verified slot `s`, marked recently used. */
-  view(s: number, key: string): ImageView {
+  /**
+   * A pinned view of verified slot `s`, marked recently used; undefined when a read-only process
+   * finds, once its pin is published, that the writer is recycling the slot (the caller polls).
+   */
+  view(s: number, key: string): ImageView | undefined {
+    if (!this.acquire(s)) return undefined;
     const map = this.table.chunkFor(s)!;
     const off = this.table.offsetInChunk(s);
     this.book.touch(s);
-    return new EntryView(
-      this.format,
-      this.book,
-      s,
-      key,
-      map.subarray(off, off + this.format.stride * this.book.height[s]!),
-    );
+    const pixels = map.subarray(off, off + this.format.stride * this.book.height[s]!);
+    return new EntryView(this, this.book, s, key, pixels);
+  }
+
+  /**
+   * Pins slot `s` in this process and, read-only, in the reader table, so that the writer in
+   * another process leaves it alone; then re-checks that it still holds the generation verified.
+   * False (nothing pinned) when it does not. One acquire, one release().
+   */
+  acquire(s: number): boolean {
+    const book = this.book;
+    const held = this.held;
+    if (held !== undefined && (held[s] = held[s]! + 1) === 1) {
+      const gen = book.generation[s]!;
+      if (!this.readers!.pin(s) || !this.table.trailerMatches(s, gen)) {
+        this.release(s, undefined);
+        return false;
+      }
+    }
+    book.pin(s);
+    return true;
+  }
+
+  /** Undoes acquire(s); `book`: the one the pin was taken in (a reader's replay replaces it). */
+  release(s: number, book: SlotBook | undefined): void {
+    // a reader's replay may have replaced the book since: its pin count starts afresh at 0
+    if (book !== undefined && book.pins[s]! > 0) book.unpin(s);
+    const held = this.held;
+    if (held !== undefined && (held[s] = held[s]! - 1) === 0) this.readers!.unpin(s);
+  }
+
+  /** Pins a ref's slot as acquire() does, if the ref is still the slot's entry; false when not. */
+  acquireRef(r: RefImpl): boolean {
+    const book = this.book;
+    const s = r.slot;
+    if (!r.live || book.state[s] !== LIVE || book.generation[s] !== r.generation) return false;
+    return this.acquire(s);
   }
 
   /** The ref of verified slot `s`: the same object until the entry is rewritten or unmapped. */
@@ -240,7 +289,7 @@ export class FormatStore {
     // ever sees a half-written entry; a pinned one stays readable until its last view is released.
     const old = book.slotOf.get(key);
     if (old !== undefined && book.pins[old] === 0) book.unbind(old);
-    const a = book.allocate();
+    const a = book.allocate(this.writable);
     if (a.slot < 0) {
       throw new PixtableError('TABLE_FULL', `${f.name}: all ${book.capacity} entries are pinned`, {
         details: { retryAfter: 1 },
@@ -259,6 +308,9 @@ export class FormatStore {
     } catch (e) {
       book.release(slot);
       throw e;
+    } finally {
+      // readers may pin the slot again: it holds either the complete new entry or is free
+      this.readers?.endRecycle(slot);
     }
     const cur = book.slotOf.get(key);
     if (cur !== undefined) book.unbind(cur);
@@ -306,6 +358,7 @@ export class FormatStore {
     this.closed = true;
     this.log?.close();
     this.table.close();
+    this.readers?.close();
     if (this.lockFd >= 0) releaseWriterLock(this.lockFd);
   }
 }

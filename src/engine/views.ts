@@ -39,19 +39,23 @@ class EntryFields implements EntryInfo {
   }
 }
 
-/** A pinned view: the slot is neither recycled nor overwritten in this process until release(). */
+/**
+ * A pinned view (FormatStore.acquire took the pin): the slot is neither recycled nor overwritten,
+ * by this process or, through the reader table, by the writer in another, until release().
+ */
 export class EntryView extends EntryFields implements ImageView {
   readonly pixels: Buffer;
-  private readonly book: SlotBook;
-  private readonly slot: number;
   private released = false;
 
-  constructor(f: Format, book: SlotBook, slot: number, key: string, pixels: Buffer) {
-    super(f, book, slot, key);
+  constructor(
+    private readonly store: FormatStore,
+    private readonly book: SlotBook,
+    private readonly slot: number,
+    key: string,
+    pixels: Buffer,
+  ) {
+    super(store.format, book, slot, key);
     this.pixels = pixels;
-    this.book = book;
-    this.slot = slot;
-    book.pin(slot);
   }
 
   rows(x: number, y: number, w: number, h: number): Buffer[] {
@@ -85,7 +89,7 @@ export class EntryView extends EntryFields implements ImageView {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.book.unpin(this.slot);
+    this.store.release(this.slot, this.book);
   }
 
   [Symbol.dispose](): void {

@@ -5,10 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import {
   ImageCache,
   PixtableError,
@@ -17,64 +14,13 @@ import {
   type OpenOptions,
 } from '../../src/index.js';
 import { rmrf, solidPng, tempDir } from '../helpers/fixtures.js';
+import { Child } from '../helpers/cache-child.js';
 
-const CHILD = fileURLToPath(new URL('../fixtures/cache-child.js', import.meta.url));
 const FORMATS: FormatSpec[] = [
   { name: 'small', width: 16, height: 16, pixelFormat: 'rgba8', maxCount: 3 },
   { name: 'wide', width: 40, height: 20, pixelFormat: 'rgb8', maxCount: 3 },
 ];
 type Rgb = [number, number, number];
-
-interface Reply {
-  ok: boolean;
-  code?: string;
-  message?: string;
-  [k: string]: unknown;
-}
-
-/** Another process holding (or trying to hold) an ImageCache, driven by JSON commands. */
-class Child {
-  readonly proc: ChildProcessWithoutNullStreams;
-  private readonly pending: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
-  private stderr = '';
-
-  constructor() {
-    this.proc = spawn(process.execPath, [CHILD], { stdio: 'pipe' });
-    this.proc.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
-      this.pending.shift()?.resolve(JSON.parse(line) as Reply);
-    });
-    this.proc.on('exit', (code, signal) => {
-      for (const p of this.pending.splice(0)) {
-        p.reject(new Error(`child exited (${code ?? signal}): ${this.stderr}`));
-      }
-    });
-  }
-
-  get pid(): number {
-    return this.proc.pid!;
-  }
-
-  send(cmd: Record<string, unknown>): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.proc.stdin.write(`${JSON.stringify(cmd)}\n`);
-    });
-  }
-
-  async ok(cmd: Record<string, unknown>): Promise<Reply> {
-    const r = await this.send(cmd);
-    assert.ok(r.ok, `child ${String(cmd.op)} failed: ${r.code} ${r.message}`);
-    return r;
-  }
-
-  async end(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    const exited = new Promise((r) => this.proc.once('exit', r));
-    this.proc.stdin.end();
-    await exited;
-  }
-}
 
 async function setup() {
   const root = tempDir('pixtable-lock-');
