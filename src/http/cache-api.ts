@@ -7,12 +7,14 @@ export interface PixelCache {
   readonly storage: string;
   readonly sourcesDir: string;
   readonly formats: readonly Format[];
+  /** Read-only caches pin every raw hit before reading it: the writer is another process. */
+  readonly readOnly: boolean;
   format(name: string): Format;
   get(format: string, key: string): Promise<ImageView>;
   peek(format: string, key: string): ImageView | undefined;
   peekRef(format: string, key: string): EntryRef | undefined;
   current(ref: EntryRef): boolean;
-  pinRef(ref: EntryRef): void;
+  pinRef(ref: EntryRef): boolean;
   unpinRef(ref: EntryRef): void;
   has(format: string, key: string): boolean;
   put(key: string, bytes: Buffer): Promise<PutResult>;

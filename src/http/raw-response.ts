@@ -24,9 +24,11 @@ export interface WholeHeads {
   readonly head304: Buffer;
 }
 
-/** Pinning a ref's slot while a queued write still reads it (the cache's pinRef/unpinRef). */
+/** Pinning a ref's slot while a write reads it (the cache's pinRef/unpinRef). */
 export interface Pins {
-  pinRef(ref: EntryRef): void;
+  /** Read-only: every raw hit arrives pinned (the shortcut's hold), see RawResponses. */
+  readonly readOnly: boolean;
+  pinRef(ref: EntryRef): boolean;
   unpinRef(ref: EntryRef): void;
 }
 
@@ -44,6 +46,9 @@ export class RawResponses {
     private readonly extra: readonly string[],
     private readonly pins: Pins,
   ) {
+    // Decided once: a read-only process's hits arrive pinned, a writer's only pin queued writes.
+    this.writeHit = pins.readOnly ? this.writeHitPinned.bind(this) : this.writeHitUnpinned.bind(this);
+    this.sendHit = pins.readOnly ? this.sendHitPinned.bind(this) : this.sendHitUnpinned.bind(this);
     this.unpinOnClose = function (this: PinnedResponse): void {
       const ref = this[kRef];
       if (ref === undefined) return;
@@ -109,10 +114,63 @@ export class RawResponses {
   }
 
   /**
-   * A hit from a ref `current()` just confirmed, on Node's response: 304 when `ifNoneMatch`
-   * matches, else the whole entry (headers only for HEAD). Returns the status.
+   * A hit from a ref the shortcut just confirmed, on Node's response: 304 when `ifNoneMatch`
+   * matches, else the whole entry (headers only for HEAD). Returns the status. In a writer the
+   * ref is not pinned (only this process writes the slot, and not before this turn ends); in a
+   * read-only process it arrives pinned (the writer is another process) and is released here.
    */
-  writeHit(
+  readonly writeHit: (
+    res: http.ServerResponse,
+    heads: WholeHeads,
+    ref: EntryRef,
+    isHead: boolean,
+    ifNoneMatch: string | undefined,
+  ) => 200 | 304;
+
+  /** writeHit() through the lane: the prepared head bytes written straight to the socket. */
+  readonly sendHit: (
+    out: LaneOut,
+    heads: WholeHeads,
+    ref: EntryRef,
+    isHead: boolean,
+    ifNoneMatch: string | undefined,
+  ) => 200 | 304;
+
+  private writeHitUnpinned(
+    res: http.ServerResponse,
+    heads: WholeHeads,
+    ref: EntryRef,
+    isHead: boolean,
+    ifNoneMatch: string | undefined,
+  ): 200 | 304 {
+    const status = this.writeWhole(res, heads, ref, isHead, ifNoneMatch);
+    // Usually the socket took the whole body synchronously (writev straight from the mapping) and
+    // the kernel holds its own copy: nothing to pin. Otherwise the queued write still reads the
+    // mapping, so the slot stays pinned until the response closes (finish or abort).
+    const socket = res.socket;
+    if (status === 200 && !isHead && (socket === null || socket.writableLength !== 0)) {
+      this.pins.pinRef(ref);
+      this.unpinAtClose(res, ref);
+    }
+    return status;
+  }
+
+  private writeHitPinned(
+    res: http.ServerResponse,
+    heads: WholeHeads,
+    ref: EntryRef,
+    isHead: boolean,
+    ifNoneMatch: string | undefined,
+  ): 200 | 304 {
+    const status = this.writeWhole(res, heads, ref, isHead, ifNoneMatch);
+    const socket = res.socket;
+    if (status === 200 && !isHead && (socket === null || socket.writableLength !== 0))
+      this.unpinAtClose(res, ref);
+    else this.pins.unpinRef(ref);
+    return status;
+  }
+
+  private writeWhole(
     res: http.ServerResponse,
     heads: WholeHeads,
     ref: EntryRef,
@@ -125,25 +183,16 @@ export class RawResponses {
       return 304;
     }
     res.writeHead(200, heads.headers);
-    if (isHead) {
-      res.end();
-      return 200;
-    }
-    res.end(ref.transientPixels);
-    // Usually the socket took the whole body synchronously (writev straight from the mapping) and
-    // the kernel holds its own copy: nothing to pin. Otherwise the queued write still reads the
-    // mapping, so the slot stays pinned until the response closes (finish or abort).
-    const socket = res.socket;
-    if (socket === null || socket.writableLength !== 0) {
-      this.pins.pinRef(ref);
-      (res as PinnedResponse)[kRef] = ref;
-      res.on('close', this.unpinOnClose);
-    }
+    res.end(isHead ? undefined : ref.transientPixels);
     return 200;
   }
 
-  /** writeHit() through the lane: the prepared head bytes written straight to the socket. */
-  sendHit(
+  private unpinAtClose(res: http.ServerResponse, ref: EntryRef): void {
+    (res as PinnedResponse)[kRef] = ref;
+    res.on('close', this.unpinOnClose);
+  }
+
+  private sendHitUnpinned(
     out: LaneOut,
     heads: WholeHeads,
     ref: EntryRef,
@@ -160,6 +209,25 @@ export class RawResponses {
       pins.pinRef(ref);
       out.afterFlush(() => pins.unpinRef(ref));
     }
+    return 200;
+  }
+
+  private sendHitPinned(
+    out: LaneOut,
+    heads: WholeHeads,
+    ref: EntryRef,
+    isHead: boolean,
+    ifNoneMatch: string | undefined,
+  ): 200 | 304 {
+    const pins = this.pins;
+    if (ifNoneMatch !== undefined && etagMatches(ifNoneMatch, ref.etag)) {
+      out.send(heads.head304, undefined);
+      pins.unpinRef(ref);
+      return 304;
+    }
+    if (out.send(heads.head, isHead ? undefined : ref.transientPixels))
+      out.afterFlush(() => pins.unpinRef(ref));
+    else pins.unpinRef(ref);
     return 200;
   }
 

@@ -69,6 +69,12 @@ export class Shortcut {
   private readonly logRequests: boolean;
   private readonly pixelsCounter: RouteCounter;
   private readonly thumbsCounter: RouteCounter;
+  /**
+   * Whether a remembered pixels ref may answer now. A writer's: current() (nothing else writes
+   * the slot before this turn ends). A read-only process's: current() and a cross-process pin
+   * (the writer is another process), released by raw-response.ts once the body is written.
+   */
+  private readonly hold: (ref: EntryRef) => boolean;
 
   constructor(o: ShortcutOptions) {
     this.cache = o.cache;
@@ -81,6 +87,10 @@ export class Shortcut {
     this.logRequests = o.config.logRequests;
     this.pixelsCounter = o.metrics.route('/v1/pixels/:format/*');
     this.thumbsCounter = o.metrics.route('/v1/thumbnails/:format/*');
+    const cache = o.cache;
+    this.hold = cache.readOnly
+      ? (ref) => cache.current(ref) && cache.pinRef(ref)
+      : (ref) => cache.current(ref);
   }
 
   /**
@@ -142,7 +152,7 @@ export class Shortcut {
       return this.remember(url, hd);
     if (m.kind === 'pixels') {
       // Ranges are the route's: remember() parses for it without looking the entry up.
-      return !hd.range && this.cache.current(m.ref) ? m : this.remember(url, hd);
+      return !hd.range && this.hold(m.ref) ? m : this.remember(url, hd);
     }
     const thumb = this.thumbs.get(m.thumbKey);
     if (thumb === undefined || !this.cache.current(m.ref)) return this.remember(url, hd);
@@ -201,6 +211,7 @@ export class Shortcut {
     if (ref === undefined) return t; // a miss: the route decodes
     const expiresAt = this.signing ? t.signedUntil : Infinity;
     if (choice === undefined) {
+      if (this.cache.readOnly && !this.cache.pinRef(ref)) return t; // being recycled: the route looks again
       const m: PixelsMemo = {
         kind: 'pixels',
         ref,

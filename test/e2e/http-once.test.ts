@@ -40,6 +40,9 @@ class CountingCache implements PixelCache {
   get sourcesDir() {
     return this.inner.sourcesDir;
   }
+  get readOnly() {
+    return this.inner.readOnly;
+  }
   get formats() {
     return this.inner.formats;
   }
@@ -60,7 +63,7 @@ class CountingCache implements PixelCache {
     return this.inner.peekRef(format, key);
   }
   pinRef(ref: EntryRef) {
-    this.inner.pinRef(ref);
+    return this.inner.pinRef(ref);
   }
   unpinRef(ref: EntryRef) {
     this.inner.unpinRef(ref);
