@@ -2,6 +2,8 @@
 // read-only cache in another process keeps the writer from recycling its slot until the view is
 // released or its process dies; with every slot held elsewhere the writer answers TABLE_FULL.
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { ImageCache, PixtableError, type FormatSpec } from '../../src/index.js';
 import { rmrf, solidPng, tempDir } from '../helpers/fixtures.js';
@@ -117,6 +119,53 @@ test('SIGKILL of a reader holding views, 20 rounds: its pins are reclaimed every
       `# 20 SIGKILLs: the two puts after each took ${times[10]!.toFixed(1)} ms (median), ${times[19]!.toFixed(1)} ms at most`,
     );
   } finally {
+    await writer.close();
+    rmrf(storage);
+  }
+});
+
+// A reader in a worker thread of the writer's own process: its ImageCache claims its own record
+// (its own open file description, whose lock the writer's description sees), so its pins count.
+const INDEX = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+const THREAD = `
+import { parentPort, workerData } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
+const { ImageCache } = await import(workerData.index);
+const cache = await ImageCache.open({ storage: workerData.storage, formats: workerData.formats, readOnly: true, logger: { warn() {} } });
+const v = await cache.get('p', 'a');
+const sha = () => createHash('sha256').update(v.pixels).digest('hex');
+parentPort.postMessage({ sha: sha() });
+parentPort.on('message', async (m) => {
+  if (m === 'sha') parentPort.postMessage({ sha: sha() });
+  if (m === 'release') { v.release(); await cache.close(); parentPort.postMessage({ released: true }); }
+});
+`;
+
+test('a view held by a read-only cache in a worker thread blocks recycling like another process', async () => {
+  const storage = tempDir('pixtable-xpins-thread-');
+  const writer = await ImageCache.open({ storage, formats: FORMATS, logger: quiet });
+  await writer.put('a', await solidPng(8, 8, [10, 20, 30]));
+  await writer.put('b', await solidPng(8, 8, [40, 50, 60]));
+  const worker = new Worker(THREAD, { eval: true, workerData: { index: INDEX, storage, formats: FORMATS } });
+  const next = () => new Promise<{ sha?: string; released?: boolean }>((r) => worker.once('message', r));
+  const first = next(); // before this turn ends: the thread cannot have answered yet
+  try {
+    const { sha } = await first;
+    for (let i = 0; i < 6; i++) {
+      await writer.put(`k${i}`, await solidPng(8, 8, [i * 30, 0, 99]));
+      assert.ok(writer.has('p', 'a'), `put ${i}: the entry the thread holds was recycled`);
+    }
+    const again = next();
+    worker.postMessage('sha');
+    assert.equal((await again).sha, sha, "the thread's view kept its bytes");
+    const released = next();
+    worker.postMessage('release');
+    assert.equal((await released).released, true);
+    await writer.put('k6', await solidPng(8, 8, [1, 2, 3]));
+    await writer.put('k7', await solidPng(8, 8, [4, 5, 6]));
+    assert.ok(!writer.has('p', 'a'), 'released, its slot is recycled');
+  } finally {
+    await worker.terminate();
     await writer.close();
     rmrf(storage);
   }
