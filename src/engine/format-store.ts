@@ -36,6 +36,32 @@ export interface StoreContext {
   syncAlways: boolean;
 }
 
+/** errno codes of a file this process may not write (a read-only volume, permissions) */
+const UNWRITABLE = new Set(['EROFS', 'EACCES', 'EPERM']);
+
+/**
+ * A read-only cache on storage it cannot write (a read-only mount beside a writer elsewhere) has
+ * no reader record: it still serves, verifying each hit's generation as before the reader table
+ * existed, but the writer cannot see its pins. Said once, loudly, at open.
+ */
+function openReaderOrWarn(file: string, f: Format, logger: Logger): ReaderTable | undefined {
+  try {
+    return ReaderTable.openReader(file, f.maxCount);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === undefined || !UNWRITABLE.has(code)) throw e;
+    logger.warn(
+      'reader table not writable: held views of this read-only cache are not protected from the writer recycling their slots',
+      {
+        format: f.name,
+        file,
+        error: code,
+      },
+    );
+    return undefined;
+  }
+}
+
 export class FormatStore {
   readonly table: Table;
   readonly readOnly: boolean;
@@ -80,8 +106,8 @@ export class FormatStore {
       this.table.open();
       this.loadIndex();
       if (ctx.readOnly) {
-        this.readers = ReaderTable.openReader(readersFile, format.maxCount);
-        this.held = new Uint32Array(format.maxCount);
+        this.readers = openReaderOrWarn(readersFile, format, ctx.logger);
+        if (this.readers !== undefined) this.held = new Uint32Array(format.maxCount);
       } else {
         const readers = (this.readers = ReaderTable.openWriter(readersFile, format.maxCount));
         this.writable = (s) => readers.beginRecycle(s);

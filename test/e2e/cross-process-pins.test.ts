@@ -2,6 +2,8 @@
 // read-only cache in another process keeps the writer from recycling its slot until the view is
 // released or its process dies; with every slot held elsewhere the writer answers TABLE_FULL.
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -168,5 +170,47 @@ test('a view held by a read-only cache in a worker thread blocks recycling like 
     await worker.terminate();
     await writer.close();
     rmrf(storage);
+  }
+});
+
+test('a read-only cache on a read-only mount still serves, and warns that its pins are not published', async (t) => {
+  const storage = tempDir('pixtable-xpins-ro-');
+  const mnt = tempDir('pixtable-xpins-mnt-');
+  const writer = await ImageCache.open({ storage, formats: FORMATS, logger: quiet });
+  await writer.put('a', await solidPng(8, 8, [10, 20, 30]));
+  const mounted =
+    spawnSync('mount', ['--bind', storage, mnt]).status === 0 &&
+    spawnSync('mount', ['-o', 'remount,ro,bind', mnt]).status === 0;
+  try {
+    if (!mounted) {
+      // a read-only bind mount needs root (CI runs as root)
+      assert.ok(process.env.CI !== 'true', 'CI=true: could not make a read-only bind mount');
+      t.skip('cannot make a read-only bind mount here (needs root)');
+      return;
+    }
+    assert.throws(() => fs.writeFileSync(`${mnt}/probe`, 'x'), { code: 'EROFS' });
+    const warnings: string[] = [];
+    const reader = await ImageCache.open({
+      storage: mnt,
+      formats: FORMATS,
+      readOnly: true,
+      logger: { warn: (m) => warnings.push(m) },
+    });
+    try {
+      using v = await reader.get('p', 'a');
+      assert.equal(v.width, 16);
+      assert.ok(
+        warnings.some((w) => w.startsWith('reader table not writable')),
+        `warned: ${JSON.stringify(warnings)}`,
+      );
+    } finally {
+      await reader.close();
+    }
+  } finally {
+    // lazy: the reader's mappings stay until they are collected (mmap-io has no munmap)
+    if (mounted) spawnSync('umount', ['-l', mnt]);
+    await writer.close();
+    rmrf(storage);
+    rmrf(mnt);
   }
 });
