@@ -113,58 +113,46 @@ static napi_value preallocate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// The fd and a one-byte write-lock request at offset, from (fd, offset) arguments; 0 (and a thrown
+// error) when they are not that.
+static int byte_lock_args(napi_env env, napi_callback_info info, const char *sig, int32_t *fd, struct flock *fl) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return 0;
+  int64_t offset;
+  if (napi_get_value_int32(env, argv[0], fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &offset) != napi_ok || offset < 0) {
+    napi_throw_type_error(env, "EINVAL", sig);
+    return 0;
+  }
+  memset(fl, 0, sizeof *fl);
+  fl->l_type = F_WRLCK;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = (off_t)offset;
+  fl->l_len = 1;
+  return 1;
+}
 
 // lockByte(fd, offset) -> true when this open file description now holds a write lock on the byte
 // at offset, false when another one holds it. Locks of one description do not conflict with it.
 static napi_value lock_byte(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
   int32_t fd;
-  int64_t offset;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &offset) != napi_ok || offset < 0) {
-    napi_throw_type_error(env, "EINVAL", "lockByte(fd: number, offset: number >= 0)");
-    return NULL;
-  }
   struct flock fl;
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = (off_t)offset;
-  fl.l_len = 1;
+  if (!byte_lock_args(env, info, "lockByte(fd: number, offset: number >= 0)", &fd, &fl)) return NULL;
   int rc;
   do {
     rc = fcntl(fd, F_OFD_SETLK, &fl);
   } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EAGAIN && errno != EACCES) return throw_errno(env, "fcntl(F_OFD_SETLK)", errno);
   napi_value result;
-  if (rc == 0) {
-    napi_get_boolean(env, true, &result);
-    return result;
-  }
-  if (errno == EAGAIN || errno == EACCES) {
-    napi_get_boolean(env, false, &result);
-    return result;
-  }
-  return throw_errno(env, "fcntl(F_OFD_SETLK)", errno);
+  napi_get_boolean(env, rc == 0, &result);
+  return result;
 }
 
 // byteLocked(fd, offset) -> true when another open file description holds a lock on that byte.
 static napi_value byte_locked(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
   int32_t fd;
-  int64_t offset;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int64(env, argv[1], &offset) != napi_ok || offset < 0) {
-    napi_throw_type_error(env, "EINVAL", "byteLocked(fd: number, offset: number >= 0)");
-    return NULL;
-  }
   struct flock fl;
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = (off_t)offset;
-  fl.l_len = 1;
+  if (!byte_lock_args(env, info, "byteLocked(fd: number, offset: number >= 0)", &fd, &fl)) return NULL;
   if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return throw_errno(env, "fcntl(F_OFD_GETLK)", errno);
   napi_value result;
   napi_get_boolean(env, fl.l_type != F_UNLCK, &result);

@@ -33,6 +33,12 @@ export interface Pins {
 }
 
 const kRef = Symbol('pixtable.ref');
+
+/** Whether part of a 200's body from the mapping is still queued on the socket after end(). */
+function bodyQueued(res: http.ServerResponse, status: 200 | 304, isHead: boolean): boolean {
+  const socket = res.socket;
+  return status === 200 && !isHead && (socket === null || socket.writableLength !== 0);
+}
 type PinnedResponse = http.ServerResponse & { [kRef]?: EntryRef };
 
 export class RawResponses {
@@ -147,8 +153,7 @@ export class RawResponses {
     // Usually the socket took the whole body synchronously (writev straight from the mapping) and
     // the kernel holds its own copy: nothing to pin. Otherwise the queued write still reads the
     // mapping, so the slot stays pinned until the response closes (finish or abort).
-    const socket = res.socket;
-    if (status === 200 && !isHead && (socket === null || socket.writableLength !== 0)) {
+    if (bodyQueued(res, status, isHead)) {
       this.pins.pinRef(ref);
       this.unpinAtClose(res, ref);
     }
@@ -163,9 +168,7 @@ export class RawResponses {
     ifNoneMatch: string | undefined,
   ): 200 | 304 {
     const status = this.writeWhole(res, heads, ref, isHead, ifNoneMatch);
-    const socket = res.socket;
-    if (status === 200 && !isHead && (socket === null || socket.writableLength !== 0))
-      this.unpinAtClose(res, ref);
+    if (bodyQueued(res, status, isHead)) this.unpinAtClose(res, ref);
     else this.pins.unpinRef(ref);
     return status;
   }
