@@ -148,6 +148,18 @@ static napi_value lock_byte(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// unlockByte(fd, offset): drops this open file description's lock on that byte. Closing the fd
+// alone is not enough while the file is mapped: the mapping keeps the description, and its locks,
+// alive until it is unmapped.
+static napi_value unlock_byte(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  struct flock fl;
+  if (!byte_lock_args(env, info, "unlockByte(fd: number, offset: number >= 0)", &fd, &fl)) return NULL;
+  fl.l_type = F_UNLCK;
+  if (fcntl(fd, F_OFD_SETLK, &fl) != 0) return throw_errno(env, "fcntl(F_OFD_SETLK, F_UNLCK)", errno);
+  return NULL;
+}
+
 // byteLocked(fd, offset) -> true when another open file description holds a lock on that byte.
 static napi_value byte_locked(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -229,6 +241,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"preallocate", NULL, preallocate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"lockByte", NULL, lock_byte, NULL, NULL, NULL, napi_enumerable, NULL},
       {"byteLocked", NULL, byte_locked, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unlockByte", NULL, unlock_byte, NULL, NULL, NULL, napi_enumerable, NULL},
       {"atomicStore", NULL, atomic_store_fn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"firstNonZero", NULL, first_non_zero, NULL, NULL, NULL, napi_enumerable, NULL},
   };

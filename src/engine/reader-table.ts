@@ -7,7 +7,7 @@
 //                 u32 per slot: 1 while this reader holds any pin on the slot, else 0
 //
 // A reading cache claims a record by taking an open-file-description lock on its first byte; the
-// kernel drops that lock when the process dies (or closes the file), so a SIGKILLed reader's
+// kernel drops that lock when the process dies (a closing cache drops it itself), so a SIGKILLed reader's
 // pins stop counting at once, without any cleanup by anyone: the writer ignores records whose
 // claim byte is not locked. A record's words are written only by its owner (it zeroes them when
 // it claims the record), the marks only by the writer; so no word has two writers.
@@ -235,10 +235,14 @@ export class ReaderTable {
     return n;
   }
 
-  /** Closing drops the claim (the kernel releases the lock with the file description). */
+  /**
+   * Drops the claim. The lock is released explicitly: the mapping holds the file description (and
+   * so its lock) until it is collected, and a closed cache's words must stop counting now.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.record >= 0) native.unlockByte(this.fd, this.g.recordsAt + this.record * this.g.recordBytes);
     fs.closeSync(this.fd);
   }
 }

@@ -11,6 +11,8 @@ export interface NativeAddon {
   preallocate(fd: number, offset: number, length: number): void;
   /** F_OFD_SETLK write lock on one byte: true when this file description holds it, false when another does. */
   lockByte(fd: number, offset: number): boolean;
+  /** Drops this file description's lock on one byte (closing the fd does not while the file is mapped). */
+  unlockByte(fd: number, offset: number): void;
   /** F_OFD_GETLK: whether another file description holds a lock on that byte. */
   byteLocked(fd: number, offset: number): boolean;
   /** Sequentially consistent store of the u32 at `offset` (4-aligned) of a mapping, then a full fence. */
