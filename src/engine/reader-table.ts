@@ -219,7 +219,7 @@ export class ReaderTable {
     native.atomicStore(this.map, this.g.marksAt + slot * 4, 0);
   }
 
-  /** Live readers holding `slot` (tests and stats). */
+  /** Live readers holding `slot`, other than this cache (what the tests check the writer sees). */
   holders(slot: number): number {
     const g = this.g;
     let n = 0;

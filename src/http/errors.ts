@@ -64,7 +64,7 @@ export function sendError(
 }
 
 /** Answers a registry error; an INTERNAL one shows only the generic message (the cause is logged). */
-export function sendPixtableError(reply: FastifyReply, e: PixtableError): void {
+function sendPixtableError(reply: FastifyReply, e: PixtableError): void {
   sendError(reply, e.code, e.code === 'INTERNAL' ? ERRORS.INTERNAL.message : e.message, e.details);
 }
 
