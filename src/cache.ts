@@ -190,6 +190,18 @@ export class ImageCache {
     r.store.release(r.slot, r.store.book);
   }
 
+  /**
+   * Read-only caches: applies what the writer appended to the indexes since this one last looked,
+   * so a key the writer deleted or replaced a moment ago is answered as the writer would answer it.
+   * (Lookups do this by themselves on a miss; `serve --workers N` calls it after every write.)
+   * A writable cache is always current: nothing to do.
+   */
+  refresh(): void {
+    this.assertOpen();
+    if (!this.readOnly) return;
+    for (const st of this.byName.values()) st.poll();
+  }
+
   /** Whether a verified entry exists (does not consult the source). */
   has(format: string, key: string): boolean {
     return this.store(format).verifiedSlot(key) >= 0;

@@ -165,6 +165,13 @@ export const ERRORS = {
     message: 'Every record of the reader table is held by a live process',
     hint: 'close idle readers of this storage (each open read-only ImageCache holds one record), then retry',
   },
+  // A worker of `serve --workers N` hands misses and writes to the writer process; it is restarting.
+  WRITER_UNAVAILABLE: {
+    status: 503,
+    exit: EXIT.TEMPFAIL,
+    message: 'The writer process is not available (restarting?); hits are still served',
+    hint: 'retry shortly; the supervisor restarts a writer that died (see the server log)',
+  },
   STORAGE_LOCKED: {
     status: 503,
     exit: EXIT.LOCKED,
@@ -226,6 +233,24 @@ export class PixtableError extends Error {
     this.detail = detail || undefined;
     this.details = options?.details;
   }
+}
+
+/**
+ * The error another pixtable process answered (`{"error":{code,message}}`), raised again here with
+ * the same code and message: a worker relays the writer's errors as if it had made them. A code
+ * this build does not know (a newer writer) becomes INTERNAL, keeping the message as detail.
+ */
+export function errorFromWire(
+  code: unknown,
+  message: unknown,
+  details?: Record<string, unknown>,
+): PixtableError {
+  const known = typeof code === 'string' && Object.hasOwn(ERRORS, code);
+  const c = known ? (code as ErrorCode) : 'INTERNAL';
+  const text = typeof message === 'string' ? message : '';
+  const prefix = `${ERRORS[c].message}: `;
+  const detail = text.startsWith(prefix) ? text.slice(prefix.length) : text === ERRORS[c].message ? '' : text;
+  return new PixtableError(c, detail || undefined, details ? { details } : undefined);
 }
 
 export function isPixtableError(e: unknown): e is PixtableError {

@@ -2,10 +2,21 @@
 // same setting as a flag: PIXTABLE_DECODE_CONCURRENCY=4 ≡ --decode-concurrency 4, PORT ≡ --port.
 // Flags are translated to their variables and the one loader validates both, so a value is
 // checked, and its error worded, the same way whichever way it arrives.
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import { ENV_VARS } from '../config/env.js';
+import { ENV_VARS, type ServerConfig } from '../config/env.js';
 import { isPixtableError } from '../errors.js';
-import { CliError, EXIT, lockHolder, resolveConfig, usage, warn, type Io } from './common.js';
+import {
+  CliError,
+  EXIT,
+  describeError,
+  exitCodeFor,
+  lockHolder,
+  resolveConfig,
+  usage,
+  warn,
+  type Io,
+} from './common.js';
 
 interface Setting {
   env: string;
@@ -54,6 +65,8 @@ const HELP: Record<string, string> = {
   PIXTABLE_LOG_REQUESTS: 'one JSON log line per request (default true)',
   PIXTABLE_FAST_LANE: 'answer cache hits from the socket before Node’s HTTP server (default true)',
   PIXTABLE_CORS_ORIGIN: 'Access-Control-Allow-Origin value (default: no CORS headers)',
+  PIXTABLE_WORKERS:
+    'serving processes (default: CPUs); 1 = one process, N ≥ 2 = a writer plus N workers on one port',
 };
 
 const BOOLEAN_VARS = new Set([
@@ -147,6 +160,26 @@ export function serveEnv(args: string[], settings: Setting[] = serveSettings()) 
   };
 }
 
+/** A failure to start as the operator should read it: who holds the lock, which port is taken. */
+function explainStartError(e: unknown, config: ServerConfig): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (isPixtableError(e) && e.code === 'STORAGE_LOCKED') {
+    return new CliError(
+      EXIT.LOCKED,
+      `storage ${config.storage} is locked by process ${lockHolder(config.storage, config.formats) ?? '(unknown)'} (another server?)`,
+      'stop it, point --storage elsewhere, or start this one read-only with --read-only / PIXTABLE_READ_ONLY=true',
+    );
+  }
+  if (code === 'EADDRINUSE') {
+    return new CliError(
+      EXIT.IO,
+      `port ${config.port} on ${config.host} is already in use`,
+      'stop the other listener or pick another port with --port / PORT',
+    );
+  }
+  return e;
+}
+
 export async function serveCommand(args: string[], io: Io): Promise<number | 'running'> {
   const parsed = serveEnv(args);
   if (parsed.help) {
@@ -161,28 +194,34 @@ export async function serveCommand(args: string[], io: Io): Promise<number | 'ru
     io,
     parsed.env,
   );
-  for (const w of warnings) warn(io, w);
-  // Loaded here, not at the top: the other commands never pay for fastify.
-  const { startServer } = await import('../http/server.js');
+  const role = cluster.isWorker ? io.env.PIXTABLE_SERVE_ROLE : undefined;
+  if (role === undefined) for (const w of warnings) warn(io, w);
+  if (role === undefined && config.workers >= 2) {
+    // Loaded here, not at the top: the other commands never pay for it.
+    const { superviseServe } = await import('../serve/supervisor.js');
+    return superviseServe({ config, args });
+  }
   try {
-    await startServer(config);
+    if (role === 'writer' || role === 'worker') {
+      const { runServeChild } = await import('../serve/child.js');
+      await runServeChild(
+        config,
+        role,
+        io.env.PIXTABLE_SERVE_SOCKET ?? '',
+        io.env.PIXTABLE_SERVE_WORKER ?? '',
+      );
+    } else {
+      // Loaded here, not at the top: the other commands never pay for fastify.
+      const { startServer } = await import('../http/server.js');
+      await startServer(config);
+    }
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (isPixtableError(e) && e.code === 'STORAGE_LOCKED') {
-      throw new CliError(
-        EXIT.LOCKED,
-        `storage ${config.storage} is locked by process ${lockHolder(config.storage, config.formats) ?? '(unknown)'} (another server?)`,
-        'stop it, point --storage elsewhere, or start this one read-only with --read-only / PIXTABLE_READ_ONLY=true',
-      );
-    }
-    if (code === 'EADDRINUSE') {
-      throw new CliError(
-        EXIT.IO,
-        `port ${config.port} on ${config.host} is already in use`,
-        'stop the other listener or pick another port with --port / PORT',
-      );
-    }
-    throw e;
+    const err = explainStartError(e, config);
+    if (role === undefined) throw err;
+    // A process of --workers N that cannot start says why and exits with the code (its IPC
+    // channel would keep it alive); the supervisor then stops the others with the same code.
+    io.err(`${describeError(err, 'serve')}\n`);
+    process.exit(exitCodeFor(err));
   }
   return 'running';
 }

@@ -2,6 +2,7 @@
 // PORT and HOST. Everything is validated once at start: a bad value stops the server with a
 // message that names the variable, what was expected and what arrived, instead of surfacing later
 // as an odd runtime failure.
+import os from 'node:os';
 import path from 'node:path';
 import {
   DEFAULT_FORMATS,
@@ -80,6 +81,12 @@ export interface ServerConfig {
    */
   fastLane: boolean;
   corsOrigin: string | undefined;
+  /**
+   * Serving processes of `pixtable serve` (src/serve/): 1 = one process that decodes and serves;
+   * N ≥ 2 = one writer process plus N workers sharing the listening port. Default: the CPUs
+   * available to the process (os.availableParallelism()), at most 64. Range 1..64.
+   */
+  workers: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -122,10 +129,18 @@ export const ENV_VARS = [
   'PIXTABLE_LOG_REQUESTS',
   'PIXTABLE_FAST_LANE',
   'PIXTABLE_CORS_ORIGIN',
+  'PIXTABLE_WORKERS',
 ] as const;
 
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
-const OTHER_KNOWN = new Set<string>(['PIXTABLE_CONFIG', 'PIXTABLE_DEBUG']);
+// PIXTABLE_SERVE_*: set by `pixtable serve --workers N` for the processes it starts (src/serve/).
+const OTHER_KNOWN = new Set<string>([
+  'PIXTABLE_CONFIG',
+  'PIXTABLE_DEBUG',
+  'PIXTABLE_SERVE_ROLE',
+  'PIXTABLE_SERVE_SOCKET',
+  'PIXTABLE_SERVE_WORKER',
+]);
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const SYNC_MODES = ['none', 'batch', 'always'] as const satisfies readonly SyncMode[];
@@ -373,6 +388,7 @@ export function loadConfig(
     logRequests: bool(env, 'PIXTABLE_LOG_REQUESTS', true),
     fastLane: bool(env, 'PIXTABLE_FAST_LANE', true),
     corsOrigin,
+    workers: int(env, 'PIXTABLE_WORKERS', 1, 64, Math.min(64, os.availableParallelism())),
   };
   const known = new Set<string>(ENV_VARS);
   const warnings = Object.keys(env)

@@ -10,6 +10,7 @@ import type { LaneStats } from './lane/index.js';
 import { Metrics } from './metrics.js';
 import { registerOpenApi } from './openapi.js';
 import { RawResponses } from './raw-response.js';
+import { forwardWrites } from './forward.js';
 import { ReadThrough } from './read-through.js';
 import { installRequestLog } from './request-log.js';
 import { notAllowedRoutes } from './routes/not-allowed.js';
@@ -19,10 +20,13 @@ import type { RouteContext } from './routes/shared.js';
 import { sourceRoutes } from './routes/sources.js';
 import { thumbnailRoutes } from './routes/thumbnails.js';
 import { webRoutes } from './routes/web.js';
+import { writerRoutes } from './routes/writer.js';
 import { ServerFactory } from './server-factory.js';
 import { Shortcut } from './shortcut.js';
 import { signatureCheck } from './signed.js';
 import { ThumbCache } from './thumbcache.js';
+import { WorkerEntries } from './worker-entries.js';
+import type { WriterLink } from './writer-link.js';
 
 // Kept importable from here, where they used to live.
 export { errorBody, toPixtableError } from './errors.js';
@@ -36,7 +40,16 @@ export interface BuildOptions {
   metrics?: Metrics;
   /** Thumbnail encoder; default sharp via src/native/sharp.ts. */
   encode?: EncodeFn;
+  /** Which process of `serve --workers N` this is (src/serve/); default one process doing all. */
+  role?: AppRole;
 }
+
+/**
+ * `single`: one process decodes, writes and serves. `writer`: decodes and writes for the workers,
+ * on its private socket. `worker`: serves from its read-only cache, misses and writes go to the
+ * writer.
+ */
+export type AppRole = { kind: 'single' } | { kind: 'writer' } | { kind: 'worker'; writer: WriterLink };
 
 export interface AppState {
   /** false once shutdown started: /readyz answers 503 so load balancers drain us. */
@@ -131,12 +144,22 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   });
   await registerOpenApi(app, config.signingKeys.length > 0);
 
+  const role = opts.role ?? { kind: 'single' };
+  let entries: RouteContext['entries'] = new ReadThrough(cache, config.origin, state);
+  let readiness: RouteContext['readiness'] = [];
+  if (role.kind === 'worker') {
+    const writer = role.writer;
+    entries = new WorkerEntries(cache, writer, state);
+    readiness = [() => (writer.up ? undefined : 'writer unavailable')];
+    forwardWrites(app, writer);
+  }
   const routes: RouteContext = {
     cache,
     config,
     state,
     metrics,
-    entries: new ReadThrough(cache, config.origin, state),
+    entries,
+    readiness,
     raw,
     thumbs,
     encode: opts.encode ?? sharpEncode,
@@ -149,6 +172,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(sourceRoutes, routes);
   await app.register(operationRoutes, routes);
   await app.register(webRoutes, routes);
+  if (role.kind === 'writer') await app.register(writerRoutes, routes);
   await app.register(notAllowedRoutes);
   return app;
 }

@@ -1,5 +1,8 @@
 // Prometheus metrics. The request path only bumps plain integers in a Map (no label hashing or
 // object allocation per request); prom-client reads them, and the engine's stats(), at scrape time.
+// Under `serve --workers N` every process keeps its own registry and the supervisor sums them
+// (prom-client's AggregatorRegistry over the cluster's IPC), so /metrics on any worker reports the
+// whole server; a few series carry the process's role and worker number.
 import client from 'prom-client';
 import type { PixelCache } from './cache-api.js';
 import type { ThumbCache } from './thumbcache.js';
@@ -12,8 +15,13 @@ export class Metrics {
   private thumbs: ThumbCache | undefined;
   private lane: LaneCounts | undefined;
 
-  constructor() {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'pixtable_process_' });
+  /** Set in a process of `serve --workers N`: /metrics then asks the supervisor for the sum. */
+  private clusterText: (() => Promise<string>) | undefined;
+
+  /** `proc`: this process's place in `serve --workers N` (labels of its own series). */
+  constructor(proc?: { role: string; worker: string }) {
+    // the default metrics are already named process_* / nodejs_*: the prefix is only ours
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'pixtable_' });
     // prom-client calls collect() with `this` bound to the metric, so the instance is captured here.
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
@@ -42,10 +50,13 @@ export class Metrics {
       help: string,
       pick: (f: ReturnType<PixelCache['stats']>['formats'][number]) => number,
       counter: boolean,
+      // what every process of a cluster reads from the same shared table is not summed
+      aggregator: client.Aggregator = 'sum',
     ) => {
       const opts = {
         name,
         help,
+        aggregator,
         labelNames: ['format'] as const,
         registers: [this.registry],
         collect(this: client.Gauge<'format'> | client.Counter<'format'>) {
@@ -71,7 +82,7 @@ export class Metrics {
       true,
     );
     perFormat('pixtable_evictions_total', 'Entries evicted to make room', (f) => f.evictions, true);
-    perFormat('pixtable_entries', 'Entries stored per format', (f) => f.entries, false);
+    perFormat('pixtable_entries', 'Entries stored per format', (f) => f.entries, false, 'max');
     perFormat(
       'pixtable_pinned_entries',
       'Entries pinned by readers (responses in flight, open views)',
@@ -136,6 +147,45 @@ export class Metrics {
       'Connections the fast lane left to Node’s HTTP server for good (bodies, HTTP/1.0, split heads…)',
       () => self.lane?.handovers(),
     );
+    if (proc) this.processSeries(proc);
+  }
+
+  /** The series that tell the processes of `serve --workers N` apart. */
+  private processSeries(p: { role: string; worker: string }): void {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const self = this;
+    new client.Gauge({
+      name: 'pixtable_server_process_info',
+      help: 'One series per process of the server: its role (writer, worker) and worker number',
+      labelNames: ['role', 'worker', 'pid'],
+      registers: [this.registry],
+      collect() {
+        this.set({ ...p, pid: String(globalThis.process.pid) }, 1);
+      },
+    });
+    new client.Counter({
+      name: 'pixtable_server_responses_total',
+      help: 'HTTP responses per process (how connections spread over the workers)',
+      labelNames: ['role', 'worker'],
+      registers: [this.registry],
+      collect() {
+        self.flushRoutes();
+        let n = 0;
+        for (const v of self.requests.values()) n += v;
+        this.reset();
+        this.inc(p, n);
+      },
+    });
+  }
+
+  /** In a process of `serve --workers N`: /metrics is `fetch`, the supervisor's sum of all. */
+  reportToCluster(fetch: () => Promise<string>): void {
+    this.clusterText = fetch;
+  }
+
+  /** This process's metrics in the form the supervisor sums (prom-client's JSON). */
+  json(): Promise<unknown[]> {
+    return this.registry.getMetricsAsJSON();
   }
 
   /** Where the fast lane's counts are read at scrape time (src/http/lane/index.ts). */
@@ -179,11 +229,53 @@ export class Metrics {
   }
 
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.clusterText ? this.clusterText() : this.registry.metrics();
   }
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+}
+
+/**
+ * The supervisor's side: sums the processes' metrics (prom-client's AggregatorRegistry.aggregate,
+ * by each metric's aggregator) with its own series about restarts and the writer. It collects
+ * them itself, from the processes that are up, rather than through prom-client's cluster
+ * protocol, which waits 5 s for a process still starting and then fails the whole scrape.
+ */
+export class SupervisorMetrics {
+  private readonly own = new client.Registry();
+  private readonly restarts: client.Counter<'role'>;
+  private readonly writerUp: client.Gauge;
+
+  constructor() {
+    this.restarts = new client.Counter({
+      name: 'pixtable_server_restarts_total',
+      help: 'Processes the supervisor started again after they died, by role',
+      labelNames: ['role'],
+      registers: [this.own],
+    });
+    this.writerUp = new client.Gauge({
+      name: 'pixtable_server_writer_up',
+      help: '1 while the writer process is up (misses and writes are answered), else 0',
+      registers: [this.own],
+    });
+  }
+
+  restarted(role: string): void {
+    this.restarts.inc({ role });
+  }
+
+  writer(up: boolean): void {
+    this.writerUp.set(up ? 1 : 0);
+  }
+
+  /** `parts`: every process's json(). */
+  async text(parts: unknown[][]): Promise<string> {
+    const all = [...parts, await this.own.getMetricsAsJSON()] as Parameters<
+      typeof client.AggregatorRegistry.aggregate
+    >[0];
+    return client.AggregatorRegistry.aggregate(all).metrics();
   }
 }
 

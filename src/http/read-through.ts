@@ -7,7 +7,13 @@ import type { ImageView } from '../types.js';
 import type { PixelCache } from './cache-api.js';
 import { fetchFromOrigin } from './origin.js';
 
-export class ReadThrough {
+/** How the routes load an entry: here in one process, or through the writer (worker-entries.ts). */
+export interface EntryLoader {
+  /** A pinned view of `key` in `formatName`: looked up once, decoded (or fetched) on a miss. */
+  load(formatName: string, key: string): Promise<ImageView>;
+}
+
+export class ReadThrough implements EntryLoader {
   /** Fetches in flight by key: concurrent misses of one key fetch it once. */
   private readonly fetches = new Map<string, Promise<void>>();
 

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { ImageCache } from '../cache.js';
 import type { ServerConfig } from '../config/env.js';
 import { openOptions } from '../config/open-options.js';
-import { buildApp } from './app.js';
+import { buildApp, type AppRole } from './app.js';
 import { Metrics } from './metrics.js';
 
 export interface RunningServer {
@@ -17,11 +17,21 @@ export interface RunningServer {
   stop(reason?: string): Promise<void>;
 }
 
-export async function startServer(
-  config: ServerConfig,
-  opts: { handleSignals?: boolean; logger?: boolean | object } = {},
-): Promise<RunningServer> {
-  const metrics = new Metrics();
+export interface StartOptions {
+  /** Stop on SIGTERM/SIGINT and exit (default true). */
+  handleSignals?: boolean;
+  logger?: boolean | object;
+  /** A process of `serve --workers N` (src/serve/): default one process doing everything. */
+  role?: AppRole;
+  /** Listen on this Unix socket instead of config.host/port (the writer of `--workers N`). */
+  socketPath?: string;
+  metrics?: Metrics;
+  /** Log the `pixtable listening` line (default true; the supervisor of --workers N logs its own). */
+  announce?: boolean;
+}
+
+export async function startServer(config: ServerConfig, opts: StartOptions = {}): Promise<RunningServer> {
+  const metrics = opts.metrics ?? new Metrics();
   // The engine logs through this until the app's pino logger exists, then through pino (JSON).
   let log: { warn(o: object, m: string): void; info(o: object, m: string): void } | undefined;
   const logger = {
@@ -37,9 +47,12 @@ export async function startServer(
       config,
       metrics,
       ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
+      ...(opts.role ? { role: opts.role } : {}),
     });
     log = app.log;
-    await app.listen({ port: config.port, host: config.host });
+    // exclusive: a process of a cluster listens on its own socket, not through the supervisor
+    if (opts.socketPath !== undefined) await app.listen({ path: opts.socketPath, exclusive: true });
+    else await app.listen({ port: config.port, host: config.host });
   } catch (e) {
     await cache.close();
     throw e;
@@ -86,9 +99,11 @@ export async function startServer(
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   }
-  app.log.info(
-    { url, storage: cache.storage, formats: cache.formats.map((f) => f.name) },
-    'pixtable listening',
-  );
+  if (opts.announce !== false) {
+    app.log.info(
+      { url, storage: cache.storage, formats: cache.formats.map((f) => f.name) },
+      'pixtable listening',
+    );
+  }
   return { app, cache, url, stop };
 }

@@ -16,7 +16,7 @@ interface Health {
 
 export async function operationRoutes(
   app: FastifyInstance,
-  { cache, config, state, metrics }: RouteContext,
+  { cache, config, state, metrics, readiness }: RouteContext,
 ): Promise<void> {
   const formatsJson = JSON.stringify(cache.formats.map(describeFormat));
   app.route({
@@ -77,6 +77,13 @@ export async function operationRoutes(
       if (!state.ready) {
         void reply.code(503).header('Retry-After', '1').send({ status: 'shutting down' });
         return;
+      }
+      for (const check of readiness) {
+        const why = check();
+        if (why !== undefined) {
+          void reply.code(503).header('Retry-After', '1').send({ status: why });
+          return;
+        }
       }
       void reply.send({ status: 'ready' });
     },

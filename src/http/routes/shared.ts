@@ -4,7 +4,7 @@ import type { PixelCache } from '../cache-api.js';
 import type { EncodeFn } from '../encode.js';
 import type { Metrics } from '../metrics.js';
 import type { RawResponses } from '../raw-response.js';
-import type { ReadThrough } from '../read-through.js';
+import type { EntryLoader } from '../read-through.js';
 import type { signatureCheck } from '../signed.js';
 import type { ThumbCache } from '../thumbcache.js';
 
@@ -14,7 +14,12 @@ export interface RouteContext {
   /** `ready` false once shutdown started. */
   state: { readonly ready: boolean };
   metrics: Metrics;
-  entries: ReadThrough;
+  entries: EntryLoader;
+  /**
+   * Conditions besides shutdown that make /readyz answer 503: each returns why it is not ready,
+   * or undefined (a worker of `serve --workers N` whose writer is down).
+   */
+  readiness: readonly (() => string | undefined)[];
   raw: RawResponses;
   thumbs: ThumbCache;
   encode: EncodeFn;
