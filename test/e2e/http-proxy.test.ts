@@ -9,10 +9,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { makeImage } from '../http/helpers.js';
 import { start, request } from '../http/net-helpers.js';
 import { requireComponent } from '../helpers/requires.js';
+import { freePort } from '../helpers/ports.js';
 
 const hasNginx = spawnSync('nginx', ['-v']).error === undefined;
 const skip = requireComponent(
@@ -20,14 +20,6 @@ const skip = requireComponent(
   hasNginx,
   'not installed (apt-get install nginx; .ci/run installs it when it can)',
 );
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('behind nginx', { skip }, () => {
   let s: Awaited<ReturnType<typeof start>>;

@@ -35,7 +35,8 @@ async function npmStart(storage: string, port: number): Promise<Started> {
     cwd: root,
     // a clean environment: nothing from the npm that runs this test leaks into the one under test
     env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      // the Node running this test runs npm and the server too (.ci/node24 runs it on Node 24)
+      PATH: `${path.dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`,
       HOME: process.env.HOME ?? storage,
       PIXTABLE_STORAGE: storage,
       HOST: '127.0.0.1',
