@@ -4,14 +4,21 @@
 # Configuration is by environment variables (PIXTABLE_*, PORT, HOST): see README.md / docs/docker.md.
 
 # ---- build: native addon (flock, posix_fallocate), mmap-io from source, TypeScript ----
-FROM node:20-bookworm AS build
+# Node 24, the active LTS (the suite runs on it too: .ci/node24).
+FROM node:24-bookworm AS build
 WORKDIR /app
 # node-gyp finds the headers of the running Node here instead of downloading them.
-ENV npm_config_nodedir=/usr/local
+# mmap-io compiles from source: node-pre-gyp reads build_from_source from the environment, so its
+# prebuilt-binary host is never asked (an environment setting, unlike a project .npmrc key, draws no
+# npm warning). Node 24's V8 headers need C++20; mmap-io's binding.gyp asks for C++17, and
+# CXXFLAGS come last on the compiler's command line, so the later -std wins.
+ENV npm_config_nodedir=/usr/local \
+    npm_config_build_from_source=true \
+    CXXFLAGS=-std=c++20
 # Dependencies first, so the layer is reused until package-lock.json changes. Scripts are run
-# explicitly below: mmap-io compiles from source (.npmrc build-from-source; its prebuilt-binary
-# host is not used), sharp needs no script (its libvips comes in the @img/* packages).
-COPY package.json package-lock.json .npmrc ./
+# explicitly below: mmap-io compiles from source, sharp needs no script (its libvips comes in the
+# @img/* packages).
+COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild mmap-io --foreground-scripts \
  && test -f node_modules/mmap-io/build/Release/mmap_io.node
@@ -25,7 +32,7 @@ RUN npm run build \
  && test -d node_modules/@img/sharp-linux-x64
 
 # ---- runtime: production dependencies, compiled JavaScript, the addon, the web page ----
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     PIXTABLE_STORAGE=/storage \
     HOST=0.0.0.0 \

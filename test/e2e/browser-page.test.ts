@@ -13,12 +13,14 @@ import { ImageCache, type FormatSpec } from '../../src/index.js';
 import { buildApp } from '../../src/http/app.js';
 import { defaultConfig } from '../../src/config/env.js';
 import { rmrf, tempDir } from './cli-fixtures.js';
+import { requireComponent } from '../helpers/requires.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = fs.existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it when it can)`;
-if (skip) console.log(`# browser test skipped: ${skip}`);
+const skip = requireComponent(
+  'Chromium',
+  fs.existsSync(CHROMIUM),
+  `${CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it when it can)`,
+);
 
 const ARTIFACTS = path.resolve(process.cwd(), 'test-artifacts');
 

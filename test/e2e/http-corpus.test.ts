@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { start, request } from '../http/net-helpers.js';
+import { requireComponentIn } from '../helpers/requires.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const corpus = path.resolve(repo, '../shared/corpus');
@@ -29,8 +30,7 @@ function insideSize(w: number, h: number): [number, number] {
 
 test('corpus through PUT: ok files serve right-sized pixels and thumbnails, broken ones get 4xx JSON', async (t) => {
   const manifestFile = path.join(corpus, 'manifest.json');
-  if (!fs.existsSync(manifestFile)) {
-    t.skip(`no corpus at ${corpus}`);
+  if (!requireComponentIn(t, 'the image corpus', fs.existsSync(manifestFile), `no ${manifestFile}`)) {
     return;
   }
   const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as Entry[];

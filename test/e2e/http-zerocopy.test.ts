@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeImage } from '../http/helpers.js';
 import { spawnServer, request, rawExchange } from '../http/net-helpers.js';
+import { requireComponentIn } from '../helpers/requires.js';
 
 const REGS: Partial<Record<string, [string, string, string]>> = {
   x64: ['$rdi', '$rsi', '$rdx'],
@@ -93,12 +94,10 @@ const inside = (maps: [bigint, bigint][], base: bigint, len: number) =>
 
 test('raw pixel bodies are written from the table mapping (gdb probe on writev)', async (t) => {
   const regs = REGS[process.arch];
-  if (process.platform !== 'linux' || !regs) {
-    t.skip(
-      `the probe reads syscall registers on Linux x64/arm64; this is ${process.platform}/${process.arch}`,
-    );
-    return;
-  }
+  const supported = process.platform === 'linux' && regs !== undefined;
+  const platform = `${process.platform}/${process.arch}`;
+  const why = `the probe reads syscall registers on Linux x64/arm64; this is ${platform}`;
+  if (!requireComponentIn(t, 'a Linux x64/arm64 kernel', supported, why) || !regs) return;
   const gdb = spawnSync('gdb', ['--version']);
   assert.equal(gdb.error, undefined, 'gdb is required for this test (Debian: apt-get install -y gdb)');
 
@@ -132,9 +131,8 @@ test('raw pixel bodies are written from the table mapping (gdb probe on writev)'
     const deadline = Date.now() + 30_000;
     while (!gout.includes('ATTACHED')) {
       if (/ptrace: Operation not permitted|Could not attach|not permitted/i.test(gout)) {
-        t.skip(
-          `ptrace is not permitted here, so the process cannot be probed: ${gout.trim().split('\n').pop()}`,
-        );
+        const last = gout.trim().split('\n').pop() ?? '';
+        requireComponentIn(t, 'ptrace', false, `the process cannot be probed: ${last}`);
         return;
       }
       if (Date.now() > deadline) throw new Error(`gdb did not attach:\n${gout}`);

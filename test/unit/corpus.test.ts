@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ImageCache, PixtableError } from '../../src/index.js';
 import { corpusDir, rmrf, tempDir } from '../helpers/fixtures.js';
+import { requireComponent } from '../helpers/requires.js';
 
 interface Item {
   file: string;
@@ -21,7 +22,13 @@ const dir = corpusDir();
 
 test(
   'real-image corpus',
-  { skip: dir ? false : 'no corpus found (set PIXTABLE_CORPUS or place ../shared/corpus)' },
+  {
+    skip: requireComponent(
+      'the image corpus',
+      dir !== undefined,
+      'none found (set PIXTABLE_CORPUS or place ../shared/corpus)',
+    ),
+  },
   async () => {
     const manifest = JSON.parse(fs.readFileSync(path.join(dir!, 'manifest.json'), 'utf8')) as Item[];
     const storage = tempDir();
