@@ -447,7 +447,6 @@ test('a repeated or conflicting Content-Length or Transfer-Encoding on a hit: th
       'Content-Length: 0\r\nAccept: */*\r\ncontent-length: 0\r\n',
       'Content-Length: 0\r\nContent-Length: 5\r\n',
       'Content-Length: 0, 0\r\n',
-      'Content-Length: 0\t\r\n',
       'Content-Length: 0\r\nTransfer-Encoding: chunked\r\n',
       'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n',
     ];
