@@ -175,6 +175,19 @@ for (const name of ['lane', 'node'] as const) {
     });
   });
 
+  test(`${name}: a request the lane passes to Node, then an upload with Expect in the same write`, () =>
+    onConnection(servers[name], async (c) => {
+      // a miss: on the lane's server Node answers it through the stand-in socket, then the
+      // upload's head (outside the lane's grammar) leaves the connection to Node
+      c.send(get('/v1/pixels/small/missing.png') + put('p7.png', upload.length, EXPECT));
+      await c.arrived(2);
+      c.send(upload);
+      assert.deepEqual(
+        (await c.responses(3)).map((r) => r.status),
+        [404, 100, 201],
+      );
+    }));
+
   test(`${name}: another expectation pipelined behind an upload is refused in order (417 EXPECTATION_FAILED)`, () =>
     onConnection(servers[name], async (c) => {
       c.send(
