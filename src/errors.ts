@@ -114,6 +114,16 @@ export const ERRORS = {
   SIGNATURE_REQUIRED: { status: 403, exit: EXIT.USAGE, message: 'This server requires signed URLs' },
   SIGNATURE_INVALID: { status: 403, exit: EXIT.USAGE, message: 'The URL signature does not match' },
   SIGNATURE_EXPIRED: { status: 403, exit: EXIT.USAGE, message: 'The signed URL has expired' },
+  CONTENT_DIGEST_MISMATCH: {
+    status: 403,
+    exit: EXIT.USAGE,
+    message: 'The body is not the one the URL was signed for (its SHA-256 differs from sha256=)',
+  },
+  EXPECTATION_FAILED: {
+    status: 417,
+    exit: EXIT.USAGE,
+    message: 'The server meets no expectation but 100-continue',
+  },
   REQUEST_TIMEOUT: { status: 408, exit: EXIT.TEMPFAIL, message: 'The request took too long to arrive' },
   BODY_TOO_LARGE: {
     status: 413,

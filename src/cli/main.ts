@@ -8,6 +8,7 @@ import { importCommand } from './import.js';
 import { compactCommand, statsCommand, verifyCommand } from './ops.js';
 import { exportCommand } from './export.js';
 import { serveCommand } from './serve.js';
+import { signCommand } from './sign.js';
 
 export const MAIN_HELP = `Usage: pixtable <command> [options]
 
@@ -20,6 +21,7 @@ Commands:
   verify                         check every entry's CRC and fingerprints; list damage
   compact                        rewrite the index logs with only live records
   export <format> <key> -o FILE  write an entry as .png/.webp/.jpg/.avif or raw rows
+  sign <path-and-query>          a signed URL for the server's PIXTABLE_KEY (method, expiry, body)
 
 Run pixtable <command> --help for its options. Common options: --storage DIR (env
 PIXTABLE_STORAGE, default ./storage) and --config FILE (env PIXTABLE_CONFIG, a JSON file with a
@@ -40,6 +42,7 @@ const COMMANDS: Record<string, Command> = {
   verify: verifyCommand,
   compact: compactCommand,
   export: exportCommand,
+  sign: signCommand,
 };
 
 function version(): string {

@@ -91,6 +91,20 @@ export function writeSocketError(
   socket.destroy();
 }
 
+/** Answers `code` on a response of Node's server that fastify never saw. */
+export function writeResponseError(
+  res: http.ServerResponse,
+  code: ErrorCode,
+  message: string = ERRORS[code].message,
+): void {
+  const body = errorBody(code, message);
+  res.writeHead(ERRORS[code].status, {
+    'Content-Type': JSON_TYPE,
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
 /** fastify's error handler: logs what operators must see, then answers in the registry's terms. */
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
   const pe = toPixtableError(err);

@@ -104,3 +104,14 @@ export function replaceConnectionClosing(server: http.Server, own: ConnectionClo
 export function closeAfterResponse(res: http.ServerResponse): void {
   res.shouldKeepAlive = false;
 }
+
+/**
+ * Runs `fn` once `res` is the response Node writes on its connection: at once when it is, else
+ * when Node gives it the socket, after the responses pipelined before it are finished. Until
+ * then `response.socket` is null, and ServerResponse emits 'socket' from assignSocket() before
+ * it writes what it buffered in the meantime, so what `fn` writes comes first.
+ */
+export function whenResponseHasSocket(res: http.ServerResponse, fn: () => void): void {
+  if (res.socket !== null) fn();
+  else res.once('socket', fn);
+}

@@ -1,9 +1,10 @@
 // Fetching sources from an HTTP origin (PIXTABLE_ORIGIN) on a cache miss, defended against SSRF:
 // - only http/https, only the origin's host and PIXTABLE_ORIGIN_ALLOW_HOSTS, at every redirect hop;
 // - every address a name resolves to must be public unicast (loopback, private, link-local,
-//   unique-local, CGNAT, multicast, IPv4-mapped/translated IPv6 ... refused) unless inside
-//   PIXTABLE_ORIGIN_ALLOW_NETWORKS; the socket then connects to exactly the addresses we checked
-//   (our own `lookup`), so DNS cannot answer differently between check and connect (rebinding);
+//   unique-local, CGNAT, multicast ... refused; an IPv6 form that carries an IPv4 address is
+//   judged by that address) unless inside PIXTABLE_ORIGIN_ALLOW_NETWORKS; the socket then
+//   connects to exactly the addresses we checked (our own `lookup`), so DNS cannot answer
+//   differently between check and connect (rebinding);
 // - connect and read timeouts, a byte cap enforced while streaming, a bounded redirect chain.
 import dns from 'node:dns';
 import http from 'node:http';
@@ -16,25 +17,69 @@ import { encodeKey } from './keys.js';
 
 type Addr = ipaddr.IPv4 | ipaddr.IPv6;
 
-/** Whether a fetch may connect to `address` under `allowNetworks` (CIDR strings). */
-export function isAddressAllowed(address: string, allowNetworks: readonly string[]): boolean {
-  let parsed: Addr;
+/**
+ * `address` parsed, IPv6 in the form WHATWG URL (and so the fetch) gives it: ipaddr.js reads the
+ * IPv4-compatible `::127.0.0.1` as the mapped `::ffff:127.0.0.1`, which is another address.
+ */
+function parseAddress(address: string): Addr | undefined {
   try {
-    // process(): "::ffff:127.0.0.1" becomes the IPv4 address it really is
-    parsed = ipaddr.process(address);
+    if (!address.includes(':')) return ipaddr.IPv4.parse(address);
+    return ipaddr.IPv6.parse(new URL(`http://[${address}]/`).hostname.slice(1, -1));
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+function v4(hi: number, lo: number): ipaddr.IPv4 {
+  return new ipaddr.IPv4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
+}
+
+/**
+ * The IPv4 addresses a packet to this IPv6 address ends up at, for the forms that carry one:
+ * IPv4-compatible `::a.b.c.d` and mapped `::ffff:a.b.c.d` (RFC 4291), translated
+ * `::ffff:0:a.b.c.d` (RFC 6145), NAT64 `64:ff9b::/96` (RFC 6052), 6to4 `2002:AABB:CCDD::/48`
+ * (RFC 3056), and Teredo `2001:0:S:S:flags:port:C:C` (RFC 4380): its server S and its client,
+ * the last 32 bits XOR 0xffffffff. Undefined for other addresses, and for `::` and `::1`, which
+ * are IPv6's own unspecified and loopback addresses.
+ */
+export function embeddedIPv4(a: ipaddr.IPv6): ipaddr.IPv4[] | undefined {
+  const w = a.parts as [number, number, number, number, number, number, number, number];
+  const zero = (from: number, to: number) => w.slice(from, to).every((x) => x === 0);
+  if (zero(0, 5)) {
+    if (w[5] === 0xffff) return [v4(w[6], w[7])];
+    if (w[5] === 0) return w[6] === 0 && w[7] <= 1 ? undefined : [v4(w[6], w[7])];
+  }
+  if (zero(0, 4) && w[4] === 0xffff && w[5] === 0) return [v4(w[6], w[7])];
+  if (w[0] === 0x64 && w[1] === 0xff9b && zero(2, 6)) return [v4(w[6], w[7])];
+  if (w[0] === 0x2002) return [v4(w[1], w[2])];
+  if (w[0] === 0x2001 && w[1] === 0) return [v4(w[2], w[3]), v4(w[6] ^ 0xffff, w[7] ^ 0xffff)];
+  return undefined;
+}
+
+function inNetworks(a: Addr, allowNetworks: readonly string[]): boolean {
   for (const cidr of allowNetworks) {
     try {
       const [net, bits] = ipaddr.parseCIDR(cidr);
-      if (net.kind() === parsed.kind() && parsed.match([net, bits] as [Addr, number])) return true;
+      if (net.kind() === a.kind() && a.match([net, bits] as [Addr, number])) return true;
     } catch {
       // validated at config time; an unparsable entry allows nothing
     }
   }
+  return false;
+}
+
+/**
+ * Whether a fetch may connect to `address` under `allowNetworks` (CIDR strings). An IPv6 address
+ * that carries IPv4 addresses (embeddedIPv4) is judged by them: every one must be allowed.
+ */
+export function isAddressAllowed(address: string, allowNetworks: readonly string[]): boolean {
+  const parsed = parseAddress(address);
+  if (parsed === undefined) return false;
+  if (inNetworks(parsed, allowNetworks)) return true;
+  const inner = parsed.kind() === 'ipv6' ? embeddedIPv4(parsed as ipaddr.IPv6) : undefined;
   // 'unicast' is ipaddr.js' name for "in no special-purpose range": public addresses only.
-  return parsed.range() === 'unicast';
+  if (inner === undefined) return parsed.range() === 'unicast';
+  return inner.every((a) => inNetworks(a, allowNetworks) || a.range() === 'unicast');
 }
 
 function hostAllowed(host: string, o: OriginConfig): boolean {

@@ -185,7 +185,9 @@ export class Shortcut {
     }
     let t: Target;
     try {
-      const signedUntil = this.signing ? verifyUrl(url, this.config.signingKeys, Date.now()) : -Infinity;
+      const signedUntil = this.signing
+        ? verifyUrl('GET', url, this.config.signingKeys, Date.now())
+        : -Infinity;
       t = parseTarget(url, isPixels ? 'pixels' : 'thumbnails', this.cache, signedUntil);
     } catch {
       return undefined;

@@ -117,6 +117,17 @@ function laneDelegated(srv: Server): number {
   return srv.app.pixtable.lane?.delegated ?? 0;
 }
 
+/** A server with the lane off holding the same a.png as `s`: what Node alone answers. */
+async function startLaneOff(): Promise<Server> {
+  const t = await start({ formats: FORMATS, fastLane: false });
+  const put = await request(t.url, '/v1/sources/a.png', {
+    method: 'PUT',
+    body: await makeImage('png', 120, 80, 7),
+  });
+  assert.ok(put.status === 201 || put.status === 200);
+  return t;
+}
+
 const GET = (p: string, extra = '') => `GET ${p} HTTP/1.1\r\nHost: t\r\n${extra}\r\n`;
 const lane = () => s.app.pixtable.laneResponses;
 
@@ -151,13 +162,8 @@ test('hits on a keep-alive connection are answered by the lane: same bytes and h
 });
 
 test('lane and Node answer with the same headers', async () => {
-  const t = await start({ formats: FORMATS, fastLane: false });
+  const t = await startLaneOff();
   try {
-    const put = await request(t.url, '/v1/sources/a.png', {
-      method: 'PUT',
-      body: await makeImage('png', 120, 80, 7),
-    });
-    assert.ok(put.status === 201 || put.status === 200);
     const cases: [string, string, boolean][] = [
       ['pixels', GET('/v1/pixels/small/a.png'), false],
       ['thumbnail', GET('/v1/thumbnails/small/a.png?type=webp'), false],
@@ -428,5 +434,49 @@ test('after a request with a body the connection is Node’s for good, and still
     assert.equal(lane(), l0, 'forwarded to Node, not the lane’s');
   } finally {
     c.destroy();
+  }
+});
+
+test('a repeated or conflicting Content-Length or Transfer-Encoding on a hit: the same answer as with the lane off', async () => {
+  const off = await startLaneOff();
+  try {
+    const hit = '/v1/pixels/small/a.png';
+    for (const srv of [s, off]) assert.equal((await request(srv.url, hit)).status, 200); // remembered
+    const cases = [
+      'Content-Length: 0\r\nContent-Length: 0\r\n', // the finding: lane 200, lane off 400
+      'Content-Length: 0\r\nAccept: */*\r\ncontent-length: 0\r\n',
+      'Content-Length: 0\r\nContent-Length: 5\r\n',
+      'Content-Length: 0, 0\r\n',
+      'Content-Length: 0\r\nTransfer-Encoding: chunked\r\n',
+      'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n',
+    ];
+    for (const extra of cases) {
+      const statuses: number[] = [];
+      const l0 = lane();
+      for (const srv of [s, off]) {
+        const c = new Client(srv.url);
+        try {
+          c.send(GET(hit, extra));
+          statuses.push((await c.next()).status);
+        } finally {
+          c.destroy();
+        }
+      }
+      assert.equal(lane(), l0, `not the lane's: ${JSON.stringify(extra)}`);
+      assert.deepEqual(statuses, [400, 400], JSON.stringify(extra));
+    }
+    // and the accepted forms stay the lane's
+    const l0 = lane();
+    const c = new Client(s.url);
+    try {
+      c.send(GET(hit, 'Content-Length: 0\r\n') + GET(hit, 'Content-Length:\t0  \r\n'));
+      assert.equal((await c.next()).status, 200);
+      assert.equal((await c.next()).status, 200);
+    } finally {
+      c.destroy();
+    }
+    assert.equal(lane() - l0, 2);
+  } finally {
+    await off.done();
   }
 });

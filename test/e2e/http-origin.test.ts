@@ -171,6 +171,63 @@ test('redirects are re-checked: other hosts, blocked addresses, schemes, loops',
   await code(fetchFromOrigin(cfg(), 'loop.png'), 'ORIGIN_FAILED', /redirects/);
 });
 
+/** IPv6 forms that carry `v4` (src/http/origin.ts, embeddedIPv4), as URL hosts in brackets. */
+function v6Hosts(v4: string): string[] {
+  const o = v4.split('.').map(Number) as [number, number, number, number];
+  const hi = ((o[0] << 8) | o[1]).toString(16);
+  const lo = ((o[2] << 8) | o[3]).toString(16);
+  const teredo = `2001:0:4136:e378:8000:63bf:${(0xffff ^ parseInt(hi, 16)).toString(16)}:${(0xffff ^ parseInt(lo, 16)).toString(16)}`;
+  return [
+    `::${hi}:${lo}`,
+    `::ffff:${v4}`,
+    `::ffff:0:${hi}:${lo}`,
+    `64:ff9b::${v4}`,
+    `2002:${hi}:${lo}::`,
+    teredo,
+  ].map((a) => new URL(`http://[${a}]/`).hostname);
+}
+
+test('IPv6 forms of a blocked IPv4 address are refused as the origin and as a redirect target', async () => {
+  const n = hits.length;
+  // the finding: http://[::7f00:1]/ (127.0.0.1, IPv4-compatible) passed as origin
+  for (const host of v6Hosts('127.0.0.1')) {
+    await code(
+      fetchFromOrigin(cfg({ allowNetworks: [], base: new URL(`http://${host}:${port}/img/`) }), 'cat.png'),
+      'ORIGIN_FORBIDDEN',
+      /not a public address/,
+    );
+  }
+  assert.equal(hits.length, n, 'no request reached the origin');
+  // a redirect from the allowed origin to 127.0.0.2 (outside 127.0.0.1/32) in IPv6 clothing
+  for (const host of v6Hosts('127.0.0.2')) {
+    await code(
+      fetchFromOrigin(
+        cfg({ allowHosts: [host] }),
+        `redirect-to/${encodeURIComponent(`http://${host}:${port}/img/cat.png`)}`,
+      ),
+      'ORIGIN_FORBIDDEN',
+      /not a public address/,
+    );
+  }
+  assert.equal(sideHits, 0, 'the blocked address was never contacted');
+  // through the server: 403, nothing stored
+  const srv = await start({
+    formats: [{ name: 'small', width: 32, height: 32 }],
+    origin: cfg({ allowNetworks: [], base: new URL(`http://[::7f00:1]:${port}/img/`) }),
+  });
+  try {
+    const r = await request(srv.url, '/v1/pixels/small/cat.png');
+    assert.equal(r.status, 403);
+    assert.equal(
+      (JSON.parse(r.body.toString()) as { error: { code: string } }).error.code,
+      'ORIGIN_FORBIDDEN',
+    );
+    assert.deepEqual(await srv.cache.listSources(), []);
+  } finally {
+    await srv.done();
+  }
+});
+
 test('status, size and time limits', async () => {
   await code(fetchFromOrigin(cfg(), 'missing.png'), 'SOURCE_NOT_FOUND');
   await code(fetchFromOrigin(cfg(), 'boom.png'), 'ORIGIN_FAILED', /500/);

@@ -170,7 +170,7 @@ test('signed URLs over a real socket', async () => {
   const key = { key: Buffer.alloc(32, 3), salt: Buffer.from('salt') };
   const t = await start({ formats: FORMATS, signingKeys: [key] });
   try {
-    const up = await request(t.url, signUrl('/v1/sources/a%20b.png', key), {
+    const up = await request(t.url, signUrl('/v1/sources/a%20b.png', key, 'PUT'), {
       method: 'PUT',
       body: await makeImage('png'),
     });
@@ -182,6 +182,13 @@ test('signed URLs over a real socket', async () => {
       'rect=0,0,9,9',
     );
     assert.equal((await request(t.url, tampered)).status, 403);
+    // the method is signed, on the lane's and the shortcut's path too
+    const pixels = '/v1/pixels/small/a%20b.png';
+    assert.equal((await request(t.url, signUrl(pixels, key, 'PUT'))).status, 403);
+    assert.equal((await request(t.url, signUrl(pixels, key), { method: 'HEAD' })).status, 200);
+    const del = await request(t.url, signUrl('/v1/sources/a%20b.png', key, 'PUT'), { method: 'DELETE' });
+    assert.equal(del.status, 403);
+    assert.equal((await request(t.url, signUrl(pixels, key))).status, 200, 'not deleted');
   } finally {
     await t.done();
   }

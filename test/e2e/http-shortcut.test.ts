@@ -126,7 +126,7 @@ for (const fastLane of [true, false]) {
       // revalidation far away, so that only the expiry can end the remembered answer
       const t = await start({ formats: FORMATS, signingKeys: [key], revalidateMs: 600_000, fastLane });
       try {
-        await put(t, 'e.png', await makeImage('png'), (p) => signUrl(p, key));
+        await put(t, 'e.png', await makeImage('png'), (p) => signUrl(p, key, 'PUT'));
         const exp = Math.ceil(Date.now() / 1000) + 1;
         const url = signUrl(`/v1/pixels/small/e.png?exp=${exp}`, key);
         assert.equal((await request(t.url, url)).status, 200);

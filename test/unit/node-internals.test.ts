@@ -17,6 +17,7 @@ import {
   responseInFlight,
   stopListening,
   takeConnectionHandler,
+  whenResponseHasSocket,
 } from '../../src/http/node-internals.js';
 import { installLane } from '../../src/http/lane/index.js';
 
@@ -521,6 +522,56 @@ test('res.shouldKeepAlive = false: Node closes the connection after that respons
     const second = c.text.slice(c.text.indexOf('ok /keep') + 8);
     assert.match(second, /\r\nConnection: close\r\n[\s\S]*ok \/close$/i);
   } finally {
+    await shut(server);
+  }
+});
+
+test("a pipelined response: no socket until the one before it finished, then 'socket' before its buffered bytes", async () => {
+  let release: (() => void) | undefined;
+  const order: string[] = [];
+  const server = http.createServer((req, res) => {
+    if (req.url === '/first') {
+      release = () => res.end('first');
+      return;
+    }
+    order.push(`handler, socket ${res.socket === null ? 'none' : 'bound'}`);
+    whenResponseHasSocket(res, () => {
+      order.push('fn');
+      res.socket!.write('MARK'); // straight to the socket: must precede the head buffered below
+    });
+    res.writeHead(200, { 'Content-Length': '6' });
+    res.end(Buffer.from('second')); // a Buffer: Node buffers the head apart from it
+  });
+  const port = await listen(server);
+  const c = new Raw(port);
+  try {
+    c.sock.write(GET('/first') + GET('/second'));
+    await sleep(100);
+    assert.deepEqual(order, ['handler, socket none'], `a queued response has res.socket === null (${NODE})`);
+    release!();
+    await c.until((t) => t.endsWith('second'), 'both responses');
+    assert.deepEqual(order, ['handler, socket none', 'fn']);
+    const rest = c.text.slice(c.text.indexOf('first') + 5);
+    assert.ok(
+      rest.startsWith('MARKHTTP/1.1 200 OK\r\n'),
+      `what 'socket' writes comes right after the first response, before the second (${NODE}): ` +
+        `the 100 Continue of a pipelined request would be misplaced; got ${JSON.stringify(rest.slice(0, 40))}`,
+    );
+    // and a response that has its socket runs fn at once
+    let now = false;
+    const s2 = http.createServer((_req, res) => {
+      whenResponseHasSocket(res, () => (now = true));
+      assert.ok(now, 'at once when the response is bound');
+      res.end('x');
+    });
+    const p2 = await listen(s2);
+    const d = new Raw(p2);
+    d.sock.write(GET('/x'));
+    await d.until((t) => t.endsWith('x'), 'the response');
+    d.sock.destroy();
+    await shut(s2);
+  } finally {
+    c.sock.destroy();
     await shut(server);
   }
 });

@@ -3,8 +3,9 @@
 //
 // Deliberately narrower than RFC 9112: whatever the lane reads as a request, llhttp reads the same
 // way; whatever is doubtful (a head split over two reads, a body, HTTP/1.0, Upgrade/Expect, a
-// missing or repeated Host, any byte outside the grammar below, a head beyond maxHeaderBytes) is
-// refused here and goes to Node's parser (test/unit/http-lane.test.ts checks this against Node).
+// missing or repeated Host, a repeated Content-Length, any byte outside the grammar below, a head
+// beyond maxHeaderBytes) is refused here and goes to Node's parser (test/unit/http-lane.test.ts
+// checks this against Node).
 //
 // request-line = ("GET" / "HEAD") SP target SP "HTTP/1.1" CRLF, target = "/" *(%x21-7E)
 // header-line  = token ":" *(SP / HTAB) *(HTAB / %x20-7E / %x80-FF) CRLF   (no obs-fold)
@@ -83,6 +84,7 @@ export function parseRequest(
   req.close = false;
   req.note = undefined;
   let hosts = 0;
+  let lengths = 0;
   p = sp + 11;
   while (p < blank + 2) {
     const eol = s.indexOf('\r\n', p); // ≤ blank: the head ends with CRLF CRLF
@@ -98,10 +100,12 @@ export function parseRequest(
     while (q < eol && (s.charCodeAt(q) === 0x20 || s.charCodeAt(q) === 0x09)) q++;
     const vStart = q;
     let vEnd = q;
+    let tab = false;
     for (; q < eol; q++) {
       const c = s.charCodeAt(q);
       if (c < 0x20 ? c !== 0x09 : c === 0x7f) return undefined; // CTLs, lone CR or LF included
-      if (c !== 0x20 && c !== 0x09) vEnd = q + 1;
+      if (c === 0x09) tab = true;
+      else if (c !== 0x20) vEnd = q + 1;
     }
     switch (nameEnd - p) {
       case 4:
@@ -118,7 +122,10 @@ export function parseRequest(
         if (is(s, p, 'upgrade')) return undefined;
         break;
       case 10:
+        // llhttp matches Connection's tokens without trimming a tab ("close\t" keeps the
+        // connection alive there), so a tab leaves the value to Node
         if (is(s, p, 'connection')) {
+          if (tab) return undefined;
           const v = s.slice(vStart, vEnd).toLowerCase();
           if (v === 'close') req.close = true;
           else if (v !== 'keep-alive') return undefined;
@@ -131,7 +138,12 @@ export function parseRequest(
         if (is(s, p, 'if-none-match')) req.ifNoneMatch = join(req.ifNoneMatch, s.slice(vStart, vEnd));
         break;
       case 14:
-        if (is(s, p, 'content-length') && (vEnd - vStart !== 1 || s.charCodeAt(vStart) !== 0x30))
+        // Only one `Content-Length: 0`: llhttp refuses a repeated one (even "0" twice), a list and
+        // a trailing tab ("0\t") with 400.
+        if (
+          is(s, p, 'content-length') &&
+          (++lengths > 1 || tab || vEnd - vStart !== 1 || s.charCodeAt(vStart) !== 0x30)
+        )
           return undefined;
         break;
       case 17:
