@@ -126,7 +126,10 @@ export class ImageCache {
   private store(name: string): FormatStore {
     if (this.closed) throw new PixtableError('CACHE_CLOSED');
     const st = this.byName.get(name);
-    if (!st) throw new PixtableError('UNKNOWN_FORMAT', JSON.stringify(name));
+    if (!st) {
+      const names = this.stores.map((x) => x.format.name).join(', ');
+      throw new PixtableError('UNKNOWN_FORMAT', `${JSON.stringify(name)}; configured: ${names}`);
+    }
     return st;
   }
 
