@@ -64,7 +64,15 @@ describe('pixtable import', () => {
     }
     const text = await runCli(['stats', '--storage', storage]);
     assert.equal(text.code, 0);
-    assert.match(text.stdout, /^thumb-256\s+256x256 cover rgba8\s+5\s+10000\s+[\d.]+ MiB$/m);
+    // per entry: 256 × 1024 B + trailer, page-aligned; when full: 10,000 of them
+    assert.match(
+      text.stdout,
+      /^thumb-256\s+256x256 cover rgba8\s+5\s+10000\s+260 KiB\s+2\.48 GiB\s+[\d.]+ MiB$/m,
+    );
+    assert.match(
+      text.stdout,
+      /^preview-1024\s+1024x1024 inside rgba8\s+5\s+10000\s+4\.00 MiB\s+39\.1 GiB\s+/m,
+    );
   });
 
   it('a second run finds everything unchanged; --allow-failures exits 0; --json is parseable', async () => {
