@@ -45,7 +45,16 @@ describe('pixtable import', () => {
     const s = JSON.parse(r.stdout) as {
       storage: string;
       sources: number;
-      formats: { format: string; entries: number; capacity: number; diskBytes: number; hits: null }[];
+      formats: {
+        format: string;
+        entries: number;
+        capacity: number;
+        entryBytes: number;
+        capacityBytes: number;
+        maxBytes: number | null;
+        diskBytes: number;
+        hits: null;
+      }[];
     };
     assert.equal(s.storage, fs.realpathSync(storage));
     assert.equal(s.sources, 5);
@@ -60,6 +69,9 @@ describe('pixtable import', () => {
     for (const f of s.formats) {
       assert.equal(f.capacity, 10_000);
       assert.ok(f.diskBytes > 0);
+      assert.equal(f.capacityBytes, f.capacity * f.entryBytes);
+      assert.ok(f.diskBytes >= 5 * f.entryBytes, `${f.format}: five entries' worth on disk`);
+      assert.equal(f.maxBytes, null);
       assert.equal(f.hits, null, 'no --server: no hit counters');
     }
     const text = await runCli(['stats', '--storage', storage]);
