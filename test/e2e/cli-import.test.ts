@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { StatsReport } from '../../src/cli/ops.js';
 import { rmrf, runCli, tempDir, writeImages } from './cli-fixtures.js';
 
 describe('pixtable import', () => {
@@ -42,20 +43,7 @@ describe('pixtable import', () => {
   it('stats --json counts one entry per image in every format', async () => {
     const r = await runCli(['stats', '--json', '--storage', storage]);
     assert.equal(r.code, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as {
-      storage: string;
-      sources: number;
-      formats: {
-        format: string;
-        entries: number;
-        capacity: number;
-        entryBytes: number;
-        capacityBytes: number;
-        maxBytes: number | null;
-        diskBytes: number;
-        hits: null;
-      }[];
-    };
+    const s = JSON.parse(r.stdout) as StatsReport;
     assert.equal(s.storage, fs.realpathSync(storage));
     assert.equal(s.sources, 5);
     assert.deepEqual(
