@@ -7,10 +7,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import { PixtableError, invalidParameter } from './errors.js';
 import type { Format } from './formats.js';
-import type { CacheStats, EntryRef, ImageView, OpenOptions, PutResult, VerifyProblem } from './types.js';
-import type { ChunkCache } from './engine/table.js';
+import type {
+  CacheStats,
+  EntryRef,
+  FormatDiskUse,
+  FormatStats,
+  ImageView,
+  OpenOptions,
+  PutResult,
+  VerifyProblem,
+} from './types.js';
+import { entryGeometry, type ChunkCache } from './engine/table.js';
 import { resolveOptions, type Resolved } from './engine/options.js';
-import { lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
+import { indexFile, lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
 import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
@@ -126,7 +135,10 @@ export class ImageCache {
   private store(name: string): FormatStore {
     if (this.closed) throw new PixtableError('CACHE_CLOSED');
     const st = this.byName.get(name);
-    if (!st) throw new PixtableError('UNKNOWN_FORMAT', JSON.stringify(name));
+    if (!st) {
+      const names = this.stores.map((x) => x.format.name).join(', ');
+      throw new PixtableError('UNKNOWN_FORMAT', `${JSON.stringify(name)}; configured: ${names}`);
+    }
     return st;
   }
 
@@ -396,10 +408,27 @@ export class ImageCache {
     }
     const q = this.decoder.queue;
     return {
-      formats: this.stores.map((st) => st.stats(perTable.get(st.no) ?? 0)),
+      formats: this.stores.map((st) => this.withDiskUse(st.stats(perTable.get(st.no) ?? 0), st.format)),
       mappedBytes: this.chunks.calculatedSize,
       decodeQueue: { running: q.running, queued: q.queued, concurrency: q.concurrency, maxQueue: q.maxQueue },
     };
+  }
+
+  /**
+   * A format's stats with what its table costs: bytes per entry, when full, and now on disk (the
+   * store counts its segments; the index log and reader table beside them count too).
+   */
+  private withDiskUse(s: FormatStats, f: Format): FormatStats & FormatDiskUse {
+    const { entrySize } = entryGeometry(f, this.o.chunkBytes);
+    let diskBytes = s.diskBytes;
+    for (const file of [indexFile(tableDir(this.tablesDir, f.name)), readersFile(this.tablesDir, f.name)]) {
+      try {
+        diskBytes += fs.statSync(file).blocks * 512;
+      } catch {
+        // not there (a read-only open on a read-only volume has no reader table)
+      }
+    }
+    return { ...s, entryBytes: entrySize, capacityBytes: s.capacity * entrySize, diskBytes };
   }
 
   /**

@@ -138,6 +138,13 @@ export const ERRORS = {
     exit: EXIT.PROBLEMS,
     message: 'The source is not an image type this server decodes',
   },
+  // A type that decodes, in a form of it that does not (12-bit JPEG): not corrupt, and not a
+  // stranger either, so it is neither CORRUPT_IMAGE nor a plain UNSUPPORTED_IMAGE.
+  UNSUPPORTED_IMAGE_VARIANT: {
+    status: 415,
+    exit: EXIT.PROBLEMS,
+    message: 'The source is of a known image type, in a variant this server does not decode',
+  },
   CORRUPT_IMAGE: { status: 422, exit: EXIT.PROBLEMS, message: 'The source image is truncated or corrupt' },
   TOO_MANY_PIXELS: {
     status: 422,
@@ -185,7 +192,8 @@ export const ERRORS = {
   STORAGE_LOCKED: {
     status: 503,
     exit: EXIT.LOCKED,
-    message: 'Another process holds the writer lock on this storage',
+    // not "another process": a second writable open in the same process is refused the same way
+    message: 'The writer lock on this storage is already held',
     hint: 'stop the process that holds it, or retry later (commands that write accept --wait SECONDS)',
   },
   STORAGE_FULL: {
@@ -280,6 +288,36 @@ export function storageFullOr(e: unknown, where: string): unknown {
   return errno !== undefined && FULL_ERRNOS.has(errno)
     ? new PixtableError('STORAGE_FULL', where, { cause: e })
     : e;
+}
+
+/** 12345678 → "12,345,678": limits and sizes in messages are read by people. */
+function grouped(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/**
+ * TOO_MANY_PIXELS' detail: the image's size when its header could be read, the limit, and the
+ * setting that raises it (a server's variable, a library caller's option).
+ */
+export function tooManyPixelsDetail(
+  size: { width: number; height: number } | undefined,
+  limit: number | undefined,
+): string {
+  const parts = [
+    size ? `${size.width}×${size.height} = ${grouped(size.width * size.height)} pixels` : undefined,
+    limit !== undefined ? `the limit is ${grouped(limit)}` : undefined,
+    'raise PIXTABLE_MAX_INPUT_PIXELS (library: decode.maxInputPixels)',
+  ];
+  return parts.filter((p) => p !== undefined).join('; ');
+}
+
+/**
+ * BODY_TOO_LARGE's detail: how large the body said it was (Content-Length, when sent), the limit
+ * and the setting that raises it.
+ */
+export function bodyTooLargeDetail(received: number | undefined, limit: number): string {
+  const what = received !== undefined ? `${grouped(received)} bytes exceed` : 'the body exceeds';
+  return `${what} the limit of ${grouped(limit)} bytes; raise PIXTABLE_MAX_UPLOAD_BYTES`;
 }
 
 /** sharp-style message: names the parameter, what was expected and what arrived. */

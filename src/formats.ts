@@ -49,6 +49,12 @@ export interface FormatSpec {
   rowAlignment?: number;
   /** Hard limit on entries in the table, 1..16,777,216. Default 10,000. */
   maxCount?: number;
+  /**
+   * Limit on the table's entry bytes, in bytes (an entry reserves its full box however small the
+   * image: stride × height + 64, rounded up to the page size). At least one entry, at most 2^53−1.
+   * Default: none (only `maxCount` bounds the table). With both, the smaller capacity applies.
+   */
+  maxBytes?: number;
   /** Formats sharing a family are produced from one decode of the source. Default: none. */
   family?: string;
   /** `inside` only: scale small sources up to the box. Default false (cover always fills the box). */
@@ -63,7 +69,13 @@ export interface Format {
   readonly fit: Fit;
   readonly pixelFormat: PixelFormat;
   readonly rowAlignment: number;
+  /**
+   * The entry limit in effect: the spec's `maxCount`, or fewer when `maxBytes` holds fewer entries
+   * (ImageCache.open works that out, since an entry's size depends on the page size).
+   */
   readonly maxCount: number;
+  /** The spec's `maxBytes`, undefined when unbounded by bytes. */
+  readonly maxBytes: number | undefined;
   readonly family: string | undefined;
   readonly enlarge: boolean;
   readonly bytesPerPixel: number;
@@ -120,6 +132,7 @@ const FIELDS = [
   'pixelFormat',
   'rowAlignment',
   'maxCount',
+  'maxBytes',
   'family',
   'enlarge',
 ] as const satisfies readonly (keyof FormatSpec)[];
@@ -144,6 +157,10 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
     C,
   );
   const maxCount = is.optionalInt(`${w}.maxCount`, s.maxCount, 10_000, 1, 1 << 24, C);
+  const maxBytes =
+    s.maxBytes === undefined || s.maxBytes === null
+      ? undefined
+      : is.intInRange(`${w}.maxBytes`, s.maxBytes, 1, Number.MAX_SAFE_INTEGER, C);
   const family = s.family === undefined ? undefined : is.matching(`${w}.family`, s.family, NAME_RE, C);
   const enlarge = is.optionalBool(`${w}.enlarge`, s.enlarge, false, C);
   const bytesPerPixel = BYTES_PER_PIXEL[pixelFormat];
@@ -164,6 +181,7 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
     pixelFormat,
     rowAlignment,
     maxCount,
+    maxBytes,
     family,
     // cover always fills the box, so it scales small sources up whatever `enlarge` says
     enlarge: fit === 'cover' ? true : enlarge,
@@ -196,6 +214,7 @@ export function describeFormat(f: Format) {
     rowAlignment: f.rowAlignment,
     stride: f.stride,
     maxCount: f.maxCount,
+    ...(f.maxBytes !== undefined ? { maxBytes: f.maxBytes } : {}),
     ...(f.family ? { family: f.family } : {}),
   };
 }

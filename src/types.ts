@@ -141,6 +141,7 @@ export interface EntryInfo {
 export interface FormatStats {
   format: string;
   entries: number;
+  /** Entries the table may hold: `maxCount`, or fewer when `maxBytes` holds fewer. */
   capacity: number;
   hits: number;
   misses: number;
@@ -150,11 +151,27 @@ export interface FormatStats {
   evictions: number;
   pinned: number;
   mappedBytes: number;
+  /**
+   * Bytes the table's files occupy on disk now (allocated blocks, `st_blocks × 512`, of its
+   * segments, index log and reader table): grows as entries are written, up to about
+   * capacityBytes plus the index.
+   */
   diskBytes: number;
 }
 
+/** What a format's table costs on disk (`cache.stats()` adds it to each format's stats). */
+export interface FormatDiskUse {
+  /**
+   * Bytes one entry reserves in the table whatever the image's size: its format's full box
+   * (stride × height) plus a 64-byte trailer, rounded up to the page size.
+   */
+  entryBytes: number;
+  /** capacity × entryBytes: what the table's entries take on disk once it is full. */
+  capacityBytes: number;
+}
+
 export interface CacheStats {
-  formats: FormatStats[];
+  formats: (FormatStats & FormatDiskUse)[];
   mappedBytes: number;
   decodeQueue: { running: number; queued: number; concurrency: number; maxQueue: number };
 }

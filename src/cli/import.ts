@@ -11,6 +11,7 @@ import type { ImageCache } from '../cache.js';
 import { PixtableError, isPixtableError } from '../errors.js';
 import { validateKey } from '../engine/sources.js';
 import { sourceFile } from '../engine/layout.js';
+import { sourceTypes } from '../native/sharp.js';
 import {
   CliError,
   EXIT,
@@ -34,7 +35,8 @@ Decodes images into every configured format. Files of a directory become sources
 storage/sources/<path inside the directory>, a file named directly becomes storage/sources/<its name>
 (--prefix puts them under a sub-directory). Paths already inside storage/sources/ are decoded in
 place. Directories are walked recursively; hidden names are skipped, and so are files whose
-extension is not an image type (name a file directly to import it anyway).
+extension is not of an image type that decodes on this machine (JPEG, PNG, WebP, AVIF, GIF, TIFF
+and SVG with sharp's prebuilt libvips; name a file directly to import it anyway).
 
 Options:
   -f, --format NAME    only these formats (repeat or comma-separate); default all
@@ -49,26 +51,10 @@ ${STORAGE_HELP}
 Exit status: 0 all imported or unchanged; 1 some failed (unless --allow-failures); 2 usage;
 3 configuration; 4 storage locked by another process; 5 a path does not exist; 6 file system.`;
 
-const IMAGE_EXTENSIONS = new Set([
-  '.jpg',
-  '.jpeg',
-  '.jpe',
-  '.jfif',
-  '.png',
-  '.apng',
-  '.webp',
-  '.avif',
-  '.gif',
-  '.tif',
-  '.tiff',
-  '.heic',
-  '.heif',
-  '.svg',
-  '.jp2',
-  '.j2k',
-  '.jxl',
-  '.bmp',
-]);
+/** Extensions of the image types that decode here (src/native/sharp.ts finds them once). */
+async function imageExtensions(): Promise<ReadonlySet<string>> {
+  return new Set((await sourceTypes()).flatMap((t) => t.extensions));
+}
 
 export interface ImportItem {
   /** The file as named or found (absolute). */
@@ -122,6 +108,7 @@ export async function collectItems(
     sourcesReal = path.resolve(opts.sourcesDir);
   }
   const prefix = opts.prefix ? opts.prefix.replace(/^\/+|\/+$/g, '') : '';
+  const extensions = await imageExtensions();
   const seen = new Map<string, string>();
 
   const add = (file: string, rel: string, real: string) => {
@@ -169,7 +156,7 @@ export async function collectItems(
           skipped++;
           continue;
         }
-        if (!st.isFile() || !IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) {
+        if (!st.isFile() || !extensions.has(path.extname(e.name).toLowerCase())) {
           skipped++;
           continue;
         }

@@ -29,7 +29,8 @@ import {
 
 export const STATS_HELP = `Usage: pixtable stats [options]
 
-Per format: entries, capacity, bytes on disk; with --server, the running server's hits, misses
+Per format: entries, capacity (entries, and bytes once full: every entry reserves its format's
+whole box, however small the image), bytes per entry and bytes on disk now; with --server, the running server's hits, misses
 and mapped bytes (from its /metrics). Opens the storage read-only: works beside a running server.
 
 Options:
@@ -47,7 +48,15 @@ export interface FormatRow {
   pixelFormat: string;
   stride: number;
   entries: number;
+  /** Entries the table may hold (maxCount, or fewer under maxBytes). */
   capacity: number;
+  /** Bytes each entry reserves on disk (the format's full box, page-aligned). */
+  entryBytes: number;
+  /** capacity × entryBytes: the table's size once full. */
+  capacityBytes: number;
+  /** The format's byte bound, null when it has none. */
+  maxBytes: number | null;
+  /** Allocated bytes of the table's files now. */
   diskBytes: number;
   /** From the server, when reachable: null otherwise. */
   hits: number | null;
@@ -125,6 +134,9 @@ export async function statsCommand(args: string[], io: Io): Promise<number> {
           stride: fmt.stride,
           entries: f.entries,
           capacity: f.capacity,
+          entryBytes: f.entryBytes,
+          capacityBytes: f.capacityBytes,
+          maxBytes: fmt.maxBytes ?? null,
           diskBytes: f.diskBytes,
           hits: null,
           misses: null,
@@ -163,7 +175,7 @@ export async function statsCommand(args: string[], io: Io): Promise<number> {
     return EXIT.OK;
   }
   const live = report.server?.reachable === true;
-  const head = ['format', 'geometry', 'entries', 'capacity', 'on disk'];
+  const head = ['format', 'geometry', 'entries', 'capacity', 'per entry', 'when full', 'on disk'];
   if (live) head.push('mapped', 'hits', 'misses');
   const rows = [head];
   for (const f of report.formats) {
@@ -172,6 +184,8 @@ export async function statsCommand(args: string[], io: Io): Promise<number> {
       `${f.width}x${f.height} ${f.fit} ${f.pixelFormat}`,
       String(f.entries),
       String(f.capacity),
+      bytes(f.entryBytes),
+      bytes(f.capacityBytes),
       bytes(f.diskBytes),
     ];
     if (live)

@@ -2,10 +2,11 @@
 // nothing (sharp's constructor owns its options the same way).
 import os from 'node:os';
 import path from 'node:path';
-import { invalidParameter } from '../errors.js';
+import { PixtableError, invalidParameter } from '../errors.js';
 import * as is from '../is.js';
 import { DEFAULT_FORMATS, validateFormats, type Format } from '../formats.js';
 import type { Logger, OpenOptions, SyncMode } from '../types.js';
+import { entryGeometry } from './table.js';
 
 export interface Resolved {
   storage: string;
@@ -39,6 +40,22 @@ const consoleLogger: Logger = {
     process.emitWarning(`${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}`, 'PixtableWarning'),
 };
 
+/**
+ * `f` with `maxCount` lowered to what `maxBytes` holds. Here rather than in validateFormat: an
+ * entry's size is rounded to the page size, which only the engine knows.
+ */
+function withByteBound(f: Format, chunkBytes: number): Format {
+  if (f.maxBytes === undefined) return f;
+  const { entrySize } = entryGeometry(f, chunkBytes);
+  if (f.maxBytes < entrySize) {
+    throw new PixtableError(
+      'INVALID_FORMAT',
+      `format ${f.name}.maxBytes must hold at least one entry (${entrySize} bytes: stride ${f.stride} × height ${f.height} + trailer, page-aligned), got ${f.maxBytes}`,
+    );
+  }
+  return Object.freeze({ ...f, maxCount: Math.min(f.maxCount, Math.floor(f.maxBytes / entrySize)) });
+}
+
 /** Validates options once; nothing downstream re-checks them. Defaults are documented in OpenOptions. */
 export function resolveOptions(o: OpenOptions): Resolved {
   if (typeof o !== 'object' || o === null)
@@ -56,7 +73,7 @@ export function resolveOptions(o: OpenOptions): Resolved {
   const d = o.decode ?? {};
   return {
     storage: path.resolve(storage),
-    formats: validateFormats(o.formats ?? DEFAULT_FORMATS),
+    formats: validateFormats(o.formats ?? DEFAULT_FORMATS).map((f) => withByteBound(f, chunkBytes)),
     readOnly: bool('readOnly', o.readOnly, false),
     sync,
     syncIntervalMs: num('syncIntervalMs', o.syncIntervalMs, 1000, 10, 60_000),

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ERRORS, PixtableError, isPixtableError, type ErrorCode } from '../errors.js';
+import { ERRORS, PixtableError, bodyTooLargeDetail, isPixtableError, type ErrorCode } from '../errors.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -107,10 +107,22 @@ export function writeResponseError(
 
 /** fastify's error handler: logs what operators must see, then answers in the registry's terms. */
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const pe = toPixtableError(err);
+  const pe =
+    (err as FastifyError | null)?.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+      ? bodyTooLarge(request)
+      : toPixtableError(err);
   if (pe.code === 'INTERNAL') request.log.error({ err }, 'internal error');
   else if (pe.status >= 500) request.log.warn({ code: pe.code, msg: pe.message }, 'unavailable');
   sendPixtableError(reply, pe);
+}
+
+// fastify's "Request body is too large" names neither size nor limit; the request knows both.
+function bodyTooLarge(request: FastifyRequest): PixtableError {
+  const declared = Number(request.headers['content-length']);
+  return new PixtableError(
+    'BODY_TOO_LARGE',
+    bodyTooLargeDetail(Number.isSafeInteger(declared) ? declared : undefined, request.routeOptions.bodyLimit),
+  );
 }
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {

@@ -184,6 +184,9 @@ function renderGallery() {
       const img = document.createElement('img');
       img.alt = key;
       img.decoding = 'async';
+      // Only thumbnails near the window are fetched (each may be a decode on the server).
+      img.loading = 'lazy';
+      img.width = img.height = 256;
       const cap = document.createElement('figcaption');
       const name = document.createElement('span');
       name.textContent = key;
@@ -203,10 +206,20 @@ function renderGallery() {
         timing.textContent = 'thumbnail failed (see /v1/thumbnails response)';
       });
       img.src = `/v1/thumbnails/${encodeURIComponent(format)}/${keyPath(key)}`;
-      fig.append(img, cap);
+      const del = document.createElement('button');
+      del.type = 'button';
+      del.className = 'delete';
+      del.textContent = 'Delete';
+      del.setAttribute('aria-label', `Delete ${key}`);
+      del.addEventListener('click', (e) => {
+        e.stopPropagation();
+        deleteSource(key);
+      });
+      fig.append(img, cap, del);
       const open = () => openViewer(key);
       fig.addEventListener('click', open);
       fig.addEventListener('keydown', (e) => {
+        if (e.target !== fig) return;
         if (e.key === 'Enter' || e.key === ' ') {
           e.preventDefault();
           open();
@@ -270,7 +283,8 @@ async function openViewer(key) {
   const canvas = $('viewer');
   const base = `/v1/pixels/${encodeURIComponent(format)}/${keyPath(key)}`;
   for (const fig of $('gallery').children) fig.classList.toggle('selected', fig.dataset.key === key);
-  $('viewer-section').hidden = false;
+  const dialog = $('viewer-dialog');
+  if (!dialog.open) dialog.showModal();
   $('viewer-title').textContent = key;
   canvas.dataset.key = key;
   canvas.dataset.format = format;
@@ -337,6 +351,36 @@ async function openViewer(key) {
   }
 }
 
+/** Closing stops the tiles still being fetched and forgets the viewer's place in the URL. */
+function closeViewer() {
+  state.run++;
+  const canvas = $('viewer');
+  delete canvas.dataset.key;
+  canvas.dataset.state = 'idle';
+  if (location.hash) window.history.replaceState(null, '', location.pathname + location.search);
+  const dialog = $('viewer-dialog');
+  if (dialog.open) dialog.close();
+}
+
+/** DELETE /v1/sources/<key> (its entries in every format go with it), after asking. */
+async function deleteSource(key) {
+  if (!window.confirm(`Delete ${key}? Its source file and its entries in every format are removed.`)) return;
+  let message;
+  try {
+    const res = await fetch(`/v1/sources/${keyPath(key)}`, { method: 'DELETE' });
+    if (res.ok) message = `Deleted ${key}.`;
+    else {
+      const body = await res.json().catch(() => ({}));
+      message = `Could not delete ${key}: ${body.error?.code ?? res.status} — ${body.error?.message ?? res.statusText}`;
+    }
+  } catch (e) {
+    message = `Could not delete ${key}: ${e.message ?? e}`;
+  }
+  await load();
+  setStatus(message);
+  document.body.dataset.deleted = String(Number(document.body.dataset.deleted ?? 0) + 1);
+}
+
 async function load() {
   setStatus('Loading formats and sources…');
   try {
@@ -366,30 +410,91 @@ async function load() {
   }
 }
 
+/** The key a file is uploaded as: the folder typed in (slashes trimmed), then its name. */
+export function uploadKey(folder, fileName) {
+  const dir = folder.trim().replace(/^\/+|\/+$/g, '');
+  return dir ? `${dir}/${fileName}` : fileName;
+}
+
+const OUTCOME_ORDER = { failed: 0, skipped: 1, stored: 2 };
+
+/** One line per file, failures first, then files left alone, then what was stored. */
+function showUploadResults(results) {
+  const sorted = [...results].sort((a, b) => OUTCOME_ORDER[a.outcome] - OUTCOME_ORDER[b.outcome]);
+  $('upload-list').replaceChildren(
+    ...sorted.map((r) => {
+      const li = document.createElement('li');
+      li.className = r.outcome;
+      li.dataset.key = r.key;
+      const outcome = document.createElement('span');
+      outcome.className = 'outcome';
+      outcome.textContent = { failed: 'Failed', skipped: 'Not replaced', stored: 'Stored' }[r.outcome];
+      li.append(outcome, `${r.key}: ${r.message}`);
+      return li;
+    }),
+  );
+  const count = (o) => results.filter((r) => r.outcome === o).length;
+  const parts = [`${count('stored')} of ${results.length} stored`];
+  if (count('failed')) parts.push(`${count('failed')} failed`);
+  if (count('skipped')) parts.push(`${count('skipped')} not replaced (already exist)`);
+  const summary = `Upload: ${parts.join(', ')}.`;
+  $('upload-summary').textContent = summary;
+  $('upload-results').hidden = false;
+  $('upload-results').dataset.failed = String(count('failed'));
+  return summary;
+}
+
 /**
- * Uploads the chosen files with PUT /v1/sources/<file name> (the server decodes each before it
- * stores anything), reports each result, then reloads the gallery.
+ * Uploads the chosen files with PUT /v1/sources/<folder>/<file name> (the server decodes each
+ * before it stores anything). A key that already exists is left alone unless "replace existing"
+ * is ticked: two files called IMG_0001.JPG from two cameras must not silently become one.
  */
 async function upload(files) {
+  const folder = $('upload-folder').value;
+  const replace = $('upload-replace').checked;
   const results = [];
+  let existing;
+  try {
+    existing = new Set((await getJson('/v1/sources')).keys ?? []);
+  } catch {
+    existing = new Set(state.keys);
+  }
   for (const file of files) {
-    setStatus(`Uploading ${file.name}…`);
+    const key = uploadKey(folder, file.name);
+    if (existing.has(key) && !replace) {
+      results.push({
+        key,
+        outcome: 'skipped',
+        message: 'a source with this key exists; tick "replace existing" or choose a folder',
+      });
+      continue;
+    }
+    setStatus(`Uploading ${key}…`);
     const t0 = performance.now();
     try {
-      const res = await fetch(`/v1/sources/${keyPath(file.name)}`, { method: 'PUT', body: file });
+      const res = await fetch(`/v1/sources/${keyPath(key)}`, { method: 'PUT', body: file });
       const body = await res.json().catch(() => ({}));
       const ms = (performance.now() - t0).toFixed(0);
       results.push(
         res.ok
-          ? `${file.name}: stored (${body.width}×${body.height}, ${ms} ms)`
-          : `${file.name}: ${body.error?.code ?? res.status} — ${body.error?.message ?? res.statusText}`,
+          ? {
+              key,
+              outcome: 'stored',
+              message: `${existing.has(key) ? 'replaced' : 'stored'} (${body.width}×${body.height}, ${ms} ms)`,
+            }
+          : {
+              key,
+              outcome: 'failed',
+              message: `${body.error?.code ?? res.status} — ${body.error?.message ?? res.statusText}`,
+            },
       );
+      existing.add(key);
     } catch (e) {
-      results.push(`${file.name}: ${e.message ?? e}`);
+      results.push({ key, outcome: 'failed', message: String(e.message ?? e) });
     }
   }
   await load();
-  setStatus(results.join('; '));
+  setStatus(showUploadResults(results));
   document.body.dataset.uploaded = String(Number(document.body.dataset.uploaded ?? 0) + 1);
 }
 
@@ -400,6 +505,15 @@ function start() {
     if (files.length) upload(files);
   });
   $('gallery-format').addEventListener('change', renderGallery);
+  $('thumb-size').addEventListener('change', (e) => {
+    $('gallery').style.setProperty('--thumb', `${e.target.value}px`);
+  });
+  $('viewer-close').addEventListener('click', closeViewer);
+  // Escape closes a modal dialog by itself; the tiles still in flight must stop too.
+  $('viewer-dialog').addEventListener('close', closeViewer);
+  $('upload-results-close').addEventListener('click', () => {
+    $('upload-results').hidden = true;
+  });
   $('viewer-format').addEventListener('change', () => {
     const key = $('viewer').dataset.key;
     if (key) openViewer(key);
@@ -414,4 +528,5 @@ function start() {
 
 if (typeof document !== 'undefined' && document.getElementById('gallery')) start();
 
-if (typeof window !== 'undefined') window.pixtable = { state, openViewer, toRGBA, tiles };
+if (typeof window !== 'undefined')
+  window.pixtable = { state, openViewer, closeViewer, toRGBA, tiles, uploadKey };

@@ -1,20 +1,30 @@
-// Serves the web page (src/web/index.html, app.js, app.css) from a fastify app:
+// Serves the web page (src/web/index.html, app.js, app.css, favicon.ico) from a fastify app:
 //   GET /            the page (unless the app already has a route there)
-//   GET /web/*       its static assets (@fastify/static), /web/ is the page too
+//   GET /web/*       its static assets (@fastify/static); /web/ and /web/index.html are the page too
+//   GET /favicon.ico the icon (browsers ask for it whatever the page says)
 //   GET /v1/sources  `{ "keys": [...] }` for the gallery (unless the app already serves it)
 // The page itself talks only to the public API (/v1/formats, /v1/sources, /v1/thumbnails,
 // /v1/pixels), so it works against any pixtable server that has these routes.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
+import { sourceTypes } from '../native/sharp.js';
 
 export interface WebPageOptions {
   /** Lists source keys for GET /v1/sources (only used when the app has no such route). */
   cache?: { listSources(): Promise<string[]> };
   /** Directory holding index.html, app.js and app.css. Default: found next to this module. */
   root?: string;
+}
+
+/**
+ * The file input's `accept`: the media types and extensions of what decodes here (one list, from
+ * the sharp boundary), so a person is not offered files the server would refuse.
+ */
+async function acceptList(): Promise<string> {
+  return (await sourceTypes()).flatMap((t) => [...t.mime, ...t.extensions]).join(',');
 }
 
 /**
@@ -30,26 +40,36 @@ export function webRoot(): string {
 
 export async function registerWebPage(app: FastifyInstance, opts: WebPageOptions = {}): Promise<void> {
   const root = opts.root ?? webRoot();
-  const html = await fs.promises.readFile(path.join(root, 'index.html'));
+  const template = await fs.promises.readFile(path.join(root, 'index.html'), 'utf8');
+  const html = template.replace('__ACCEPT__', await acceptList());
+  const icon = await fs.promises.readFile(path.join(root, 'favicon.ico'));
   await app.register(fastifyStatic, {
     root,
     prefix: '/web/',
     // Another @fastify/static registration (if any) keeps reply.sendFile; we need none.
     decorateReply: false,
-    index: ['index.html'],
+    // the page itself is served below, with its accept list filled in
+    index: false,
     // The page is small and changes with the server version: revalidate instead of caching blindly.
     cacheControl: true,
     maxAge: 0,
-    allowedPath: (pathName) => /^\/?(index\.html|app\.js|app\.css)?$/.test(pathName),
+    allowedPath: (pathName) => /^\/?(app\.js|app\.css|favicon\.ico)$/.test(pathName),
     schemaHide: true,
   });
-  if (!app.hasRoute({ method: 'GET', url: '/' })) {
+  const page = (_request: unknown, reply: FastifyReply) => {
+    void reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(html);
+  };
+  for (const url of ['/', '/web/', '/web/index.html']) {
+    if (!app.hasRoute({ method: 'GET', url }))
+      app.route({ method: 'GET', url, schema: { hide: true }, handler: page });
+  }
+  if (!app.hasRoute({ method: 'GET', url: '/favicon.ico' })) {
     app.route({
       method: 'GET',
-      url: '/',
+      url: '/favicon.ico',
       schema: { hide: true },
       handler(_request, reply) {
-        void reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(html);
+        void reply.type('image/x-icon').header('Cache-Control', 'public, max-age=86400').send(icon);
       },
     });
   }

@@ -2,6 +2,10 @@
 // every stored image through /v1/thumbnails, and the viewer paints entries from raw pixel
 // rectangles onto a canvas whose pixels, read back with getImageData, equal the table's pixels —
 // for rgba8 and for the formats the page must convert (bgra8-premultiplied, gray8, rgb565).
+// On a 1280 px screen the gallery has the page's width, thumbnails load lazily, the viewer opens
+// inside the window wherever the page is scrolled, uploads report one line per file (failures
+// first) and never replace an existing key unasked, sources can be deleted, and the page has an
+// icon.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,6 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ImageCache, type FormatSpec } from '../../src/index.js';
 import { buildApp } from '../../src/http/app.js';
 import { defaultConfig } from '../../src/config/env.js';
+import { sourceTypes } from '../../src/native/sharp.js';
 import { rmrf, tempDir } from './cli-fixtures.js';
 import { requireComponent } from '../helpers/requires.js';
 
@@ -23,6 +28,47 @@ const skip = requireComponent(
 );
 
 const ARTIFACTS = path.resolve(process.cwd(), 'test-artifacts');
+/** The screen of the report: a 1280 px laptop. */
+const VIEWPORT = { width: 1280, height: 800 };
+
+/** The element's box in the window's coordinates. */
+async function box(page: Page, selector: string) {
+  return page.$eval(selector, (e) => {
+    const r = e.getBoundingClientRect();
+    return { left: r.left, top: r.top, right: r.right, bottom: r.bottom, width: r.width };
+  });
+}
+
+async function assertInWindow(page: Page, selector: string): Promise<void> {
+  const b = await box(page, selector);
+  assert.ok(
+    b.left >= 0 && b.top >= 0 && b.right <= VIEWPORT.width && b.bottom <= VIEWPORT.height,
+    `${selector} lies inside the ${VIEWPORT.width}×${VIEWPORT.height} window: ${JSON.stringify(b)}`,
+  );
+}
+
+/** Opens `key` in the viewer from its thumbnail (closing a viewer already open first). */
+async function openFromGallery(page: Page, key: string): Promise<void> {
+  await closeViewer(page);
+  await page.click(`#gallery figure[data-key="${key}"] img`);
+  await page.waitForSelector('#viewer-dialog[open]');
+}
+
+/** Chooses one file in "Add images"; returns the report's lines as [outcome, key]. */
+async function uploadOne(page: Page, name: string, buffer: Buffer, nth: number): Promise<string[][]> {
+  await page.setInputFiles('#upload', [{ name, mimeType: 'image/png', buffer }]);
+  await page.waitForSelector(`body[data-uploaded="${nth}"]`, { timeout: 30_000 });
+  return page.$$eval('#upload-list li', (l) =>
+    l.map((li) => [li.className, (li as HTMLElement).dataset.key ?? '']),
+  );
+}
+
+async function closeViewer(page: Page): Promise<void> {
+  if (await page.$('#viewer-dialog[open]')) {
+    await page.click('#viewer-close');
+    await page.waitForSelector('#viewer-dialog:not([open])', { state: 'attached' });
+  }
+}
 
 const FORMATS: FormatSpec[] = [
   { name: 'thumb-256', width: 256, height: 256, fit: 'cover', family: 'web' },
@@ -154,7 +200,7 @@ describe('web page in Chromium', { skip }, () => {
         '--disable-background-networking',
       ],
     });
-    page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+    page = await browser.newPage({ viewport: { width: VIEWPORT.width, height: VIEWPORT.height } });
     page.on('pageerror', (e) => console.log(`# page error: ${e.message}`));
   });
 
@@ -192,17 +238,47 @@ describe('web page in Chromium', { skip }, () => {
       assert.equal(img.src, `/v1/thumbnails/thumb-256/${keys[i]}`);
     }
     assert.match((await page.textContent('#status')) ?? '', /^5 sources, 5 formats\./);
+    // The gallery has the window's width, not a column beside an empty viewer.
+    const gallery = await box(page, '#gallery-section');
+    assert.ok(gallery.width >= 0.9 * VIEWPORT.width, `gallery is ${gallery.width} px of ${VIEWPORT.width}`);
+    assert.ok(
+      (await page.$$eval('#gallery img', (l) => l.map((i) => (i as HTMLImageElement).loading))).every(
+        (l) => l === 'lazy',
+      ),
+      'thumbnails are lazy-loaded',
+    );
+  });
+
+  it('has an icon, and offers for upload only the types that decode here', async () => {
+    const icon = await page.evaluate(async () => {
+      const r = await fetch('/favicon.ico');
+      return {
+        status: r.status,
+        type: r.headers.get('content-type'),
+        bytes: (await r.arrayBuffer()).byteLength,
+      };
+    });
+    assert.equal(icon.status, 200);
+    assert.equal(icon.type, 'image/x-icon');
+    assert.ok(icon.bytes > 100);
+    assert.equal(await page.getAttribute('link[rel="icon"]', 'href'), '/favicon.ico');
+    const accept = ((await page.getAttribute('#upload', 'accept')) ?? '').split(',');
+    const offered = (await sourceTypes()).flatMap((t) => [...t.mime, ...t.extensions]);
+    assert.deepEqual(accept, offered);
+    for (const t of ['.jpg', '.png', '.webp', 'image/jpeg']) assert.ok(accept.includes(t), t);
+    for (const t of ['.heic', '.bmp', 'image/*']) assert.ok(!accept.includes(t), `${t} is not offered`);
   });
 
   it('the viewer paints preview-1024 tile by tile; canvas pixels equal the table and the HTTP raw bytes', async () => {
     const key = 'aurora.png';
+    await openFromGallery(page, key);
     assert.equal(
       await page.inputValue('#viewer-format'),
       'preview-1024',
       'viewer default is the largest format',
     );
-    await page.click(`#gallery figure[data-key="${key}"]`);
     await page.waitForSelector('#viewer[data-state="done"]', { timeout: 30_000 });
+    await assertInWindow(page, '#viewer-dialog');
 
     const view = await cache.get('preview-1024', key);
     try {
@@ -231,6 +307,7 @@ describe('web page in Chromium', { skip }, () => {
       view.release();
     }
     // One HEAD plus one GET per tile, each logged with its time and bytes.
+    await page.click('#viewer-dialog summary');
     const rows = await page.$$eval('#requests tbody tr', (trs) =>
       trs.map((tr) => Array.from(tr.children).map((td) => td.textContent ?? '')),
     );
@@ -252,15 +329,13 @@ describe('web page in Chromium', { skip }, () => {
     const shot = path.join(ARTIFACTS, 'browser-page.png');
     await page.screenshot({ path: shot, fullPage: false });
     assert.ok(fs.statSync(shot).size > 10_000);
-    if (process.env.UPDATE_SCREENSHOT)
-      fs.copyFileSync(shot, path.resolve(process.cwd(), 'docs/screenshot.png'));
   });
 
   it('converts bgra8-premultiplied, gray8 and rgb565 tiles to the same pixels the table holds', async () => {
     const key = 'wide/panorama.png';
     for (const format of ['bgra-300', 'gray-240', 'r565-200']) {
+      await openFromGallery(page, key);
       await page.selectOption('#tile-size', '64');
-      await page.click(`#gallery figure[data-key="${key}"]`);
       await page.selectOption('#viewer-format', format);
       await page.waitForFunction(
         (f) => {
@@ -281,6 +356,7 @@ describe('web page in Chromium', { skip }, () => {
       }
     }
     await page.selectOption('#tile-size', '128');
+    await closeViewer(page);
   });
 
   it('a missing entry shows the error instead of a blank canvas', async () => {
@@ -291,18 +367,34 @@ describe('web page in Chromium', { skip }, () => {
     );
     await page.waitForSelector('#viewer[data-state="error"]', { timeout: 10_000 });
     assert.match((await page.textContent('#viewer-summary')) ?? '', /^Failed: HEAD .*: 404/);
+    // Escape closes the viewer like the Close button.
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#viewer-dialog:not([open])', { state: 'attached' });
+    assert.equal(await page.getAttribute('#viewer', 'data-state'), 'idle');
   });
 
-  it('"Add images" uploads through PUT; the gallery shows the new image and a broken file its error', async () => {
+  it('"Add images" reports each file on its own line, failures first; the gallery shows the new image', async () => {
     const png = await card(500, 300, 200, 'new');
     await page.setInputFiles('#upload', [
       { name: 'new upload.png', mimeType: 'image/png', buffer: png },
       { name: 'broken.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not a jpeg at all') },
     ]);
     await page.waitForSelector('body[data-uploaded="1"]', { timeout: 30_000 });
-    const status = (await page.textContent('#status')) ?? '';
-    assert.match(status, /new upload\.png: stored \(500×300, \d+ ms\)/);
-    assert.match(status, /broken\.jpg: UNSUPPORTED_IMAGE — /);
+    const lines = await page.$$eval('#upload-list li', (l) =>
+      l.map((li) => ({ outcome: li.className, key: (li as HTMLElement).dataset.key, text: li.textContent })),
+    );
+    assert.deepEqual(
+      lines.map((l) => [l.outcome, l.key]),
+      [
+        ['failed', 'broken.jpg'],
+        ['stored', 'new upload.png'],
+      ],
+      'one line per file, the failure first',
+    );
+    assert.match(lines[0]!.text ?? '', /^Failedbroken\.jpg: UNSUPPORTED_IMAGE — .*not one of JPEG, PNG/);
+    assert.match(lines[1]!.text ?? '', /^Storednew upload\.png: stored \(500×300, \d+ ms\)$/);
+    assert.equal(await page.textContent('#upload-summary'), 'Upload: 1 of 2 stored, 1 failed.');
+    assert.equal(await page.textContent('#status'), 'Upload: 1 of 2 stored, 1 failed.');
     assert.deepEqual(
       await page.$$eval('#gallery figure.thumb', (f) => f.map((x) => x.dataset.key)),
       [...keys, 'new upload.png'].sort(),
@@ -319,5 +411,131 @@ describe('web page in Chromium', { skip }, () => {
       undefined,
       { timeout: 15_000 },
     );
+    // docs/screenshot.png: the gallery at full width with the upload report above it
+    await page.waitForFunction(
+      () =>
+        Array.from(document.querySelectorAll<HTMLImageElement>('#gallery img')).every(
+          (i) => i.dataset.loaded,
+        ),
+      undefined,
+      { timeout: 15_000 },
+    );
+    const shot = path.join(ARTIFACTS, 'browser-gallery.png');
+    await page.screenshot({ path: shot, fullPage: false });
+    assert.ok(fs.statSync(shot).size > 10_000);
+    if (process.env.UPDATE_SCREENSHOT)
+      fs.copyFileSync(shot, path.resolve(process.cwd(), 'docs/screenshot.png'));
+  });
+
+  it('an upload never replaces an existing key unasked; a folder keeps same-named files apart', async () => {
+    const before = fs.readFileSync(path.join(cache.sourcesDir, 'field.png'));
+    const other = await card(320, 200, 20, 'other field');
+    // Same name as an existing source, no folder, "replace existing" not ticked: left alone.
+    assert.deepEqual(await uploadOne(page, 'field.png', other, 2), [['skipped', 'field.png']]);
+    assert.match(
+      (await page.textContent('#upload-list li')) ?? '',
+      /exists; tick "replace existing" or choose a folder/,
+    );
+    assert.equal(
+      await page.textContent('#upload-summary'),
+      'Upload: 0 of 1 stored, 1 not replaced (already exist).',
+    );
+    assert.ok(
+      fs.readFileSync(path.join(cache.sourcesDir, 'field.png')).equals(before),
+      'field.png unchanged',
+    );
+
+    // Into a folder: a new key beside the old one.
+    await page.fill('#upload-folder', '/uploads/');
+    assert.deepEqual(await uploadOne(page, 'field.png', other, 3), [['stored', 'uploads/field.png']]);
+    assert.ok(fs.readFileSync(path.join(cache.sourcesDir, 'uploads/field.png')).equals(other));
+    assert.ok(
+      fs.readFileSync(path.join(cache.sourcesDir, 'field.png')).equals(before),
+      'field.png unchanged',
+    );
+
+    // Asked to: replaced, and said so.
+    await page.fill('#upload-folder', '');
+    await page.check('#upload-replace');
+    await uploadOne(page, 'field.png', other, 4);
+    assert.match(
+      (await page.textContent('#upload-list li.stored')) ?? '',
+      /^Storedfield\.png: replaced \(320×200/,
+    );
+    assert.ok(fs.readFileSync(path.join(cache.sourcesDir, 'field.png')).equals(other), 'replaced when asked');
+    await page.uncheck('#upload-replace');
+  });
+
+  it('a source can be deleted from its thumbnail, after a confirmation', async () => {
+    const key = 'uploads/field.png';
+    assert.ok(await cache.has('thumb-256', key));
+    // Dismissed: nothing happens.
+    page.once('dialog', (d) => void d.dismiss());
+    await page.click(`#gallery figure[data-key="${key}"] button.delete`);
+    assert.ok(fs.existsSync(path.join(cache.sourcesDir, key)), 'kept when the confirmation is dismissed');
+    let message = '';
+    page.once('dialog', (d) => {
+      message = d.message();
+      void d.accept();
+    });
+    await page.click(`#gallery figure[data-key="${key}"] button.delete`);
+    await page.waitForSelector('body[data-deleted="1"]', { timeout: 10_000 });
+    assert.match(message, /^Delete uploads\/field\.png\?/);
+    assert.equal(await page.textContent('#status'), `Deleted ${key}.`);
+    assert.equal(await page.$(`#gallery figure[data-key="${key}"]`), null, 'gone from the gallery');
+    assert.ok(!fs.existsSync(path.join(cache.sourcesDir, key)), 'source removed');
+    assert.equal(await cache.has('thumb-256', key), false, 'entries removed');
+    assert.equal(await page.$('#viewer-dialog[open]'), null, 'the delete button does not open the viewer');
+  });
+
+  it('with many sources only thumbnails near the window load; the viewer opens in the window at the bottom', async () => {
+    // Written straight into sources/ (as `cp` would): nothing is decoded until a thumbnail is asked for.
+    const tiny = await sharp({ create: { width: 24, height: 24, channels: 3, background: '#4a7' } })
+      .png()
+      .toBuffer();
+    const many = Array.from({ length: 400 }, (_, i) => `many/${String(i).padStart(3, '0')}.png`);
+    fs.mkdirSync(path.join(cache.sourcesDir, 'many'));
+    for (const k of many) fs.writeFileSync(path.join(cache.sourcesDir, k), tiny);
+    const thumbsBefore = cache.stats().formats.find((f) => f.format === 'thumb-256')!.entries;
+    await page.click('#reload');
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('#gallery figure').length === n,
+      keys.length + 401,
+      {
+        timeout: 15_000,
+      },
+    );
+    await page.waitForTimeout(1500);
+    // Requested = loaded or failed: a lazy image not yet near the window fires neither.
+    const requested = await page.$$eval(
+      '#gallery figure[data-key^="many/"] img',
+      (l) => l.filter((i) => (i as HTMLImageElement).dataset.loaded !== undefined).length,
+    );
+    assert.ok(requested > 0, 'thumbnails in view are fetched');
+    assert.ok(
+      requested < many.length / 2,
+      `${requested} of ${many.length} thumbnails fetched before scrolling`,
+    );
+    const decoded = cache.stats().formats.find((f) => f.format === 'thumb-256')!.entries - thumbsBefore;
+    console.log(`lazy loading: ${requested} of ${many.length} thumbnails requested, ${decoded} decoded`);
+    assert.ok(decoded < many.length / 2, `${decoded} decoded before scrolling`);
+
+    // Scrolled to the end, the last thumbnail loads, and its viewer opens inside the window.
+    const last = many[many.length - 1]!;
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await page.waitForFunction(
+      (k) => {
+        const img = document.querySelector<HTMLImageElement>(`#gallery figure[data-key="${k}"] img`);
+        return img !== null && img.dataset.loaded === 'true';
+      },
+      last,
+      { timeout: 20_000 },
+    );
+    assert.ok((await page.evaluate(() => window.scrollY)) > 2 * VIEWPORT.height, 'the page is scrolled down');
+    await openFromGallery(page, last);
+    await page.waitForSelector('#viewer[data-state="done"]', { timeout: 20_000 });
+    await assertInWindow(page, '#viewer-dialog');
+    await closeViewer(page);
+    await page.evaluate(() => window.scrollTo(0, 0));
   });
 });

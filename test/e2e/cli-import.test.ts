@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { StatsReport } from '../../src/cli/ops.js';
 import { rmrf, runCli, tempDir, writeImages } from './cli-fixtures.js';
 
 describe('pixtable import', () => {
@@ -42,11 +43,7 @@ describe('pixtable import', () => {
   it('stats --json counts one entry per image in every format', async () => {
     const r = await runCli(['stats', '--json', '--storage', storage]);
     assert.equal(r.code, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as {
-      storage: string;
-      sources: number;
-      formats: { format: string; entries: number; capacity: number; diskBytes: number; hits: null }[];
-    };
+    const s = JSON.parse(r.stdout) as StatsReport;
     assert.equal(s.storage, fs.realpathSync(storage));
     assert.equal(s.sources, 5);
     assert.deepEqual(
@@ -60,11 +57,22 @@ describe('pixtable import', () => {
     for (const f of s.formats) {
       assert.equal(f.capacity, 10_000);
       assert.ok(f.diskBytes > 0);
+      assert.equal(f.capacityBytes, f.capacity * f.entryBytes);
+      assert.ok(f.diskBytes >= 5 * f.entryBytes, `${f.format}: five entries' worth on disk`);
+      assert.equal(f.maxBytes, null);
       assert.equal(f.hits, null, 'no --server: no hit counters');
     }
     const text = await runCli(['stats', '--storage', storage]);
     assert.equal(text.code, 0);
-    assert.match(text.stdout, /^thumb-256\s+256x256 cover rgba8\s+5\s+10000\s+[\d.]+ MiB$/m);
+    // per entry: 256 × 1024 B + trailer, page-aligned; when full: 10,000 of them
+    assert.match(
+      text.stdout,
+      /^thumb-256\s+256x256 cover rgba8\s+5\s+10000\s+260 KiB\s+2\.48 GiB\s+[\d.]+ MiB$/m,
+    );
+    assert.match(
+      text.stdout,
+      /^preview-1024\s+1024x1024 inside rgba8\s+5\s+10000\s+4\.00 MiB\s+39\.1 GiB\s+/m,
+    );
   });
 
   it('a second run finds everything unchanged; --allow-failures exits 0; --json is parseable', async () => {

@@ -14,7 +14,18 @@ test('GET /v1/formats lists the configured formats with stride', async () => {
   const r = await f.app.inject('/v1/formats');
   assert.equal(r.statusCode, 200);
   assert.match(String(r.headers['content-type']), /application\/json/);
-  assert.deepEqual(r.json(), validateFormats(TEST_FORMATS).map(describeFormat));
+  // each format's description, then what its table costs (stats() of the same cache)
+  const use = f.cache.stats().formats;
+  assert.deepEqual(
+    r.json(),
+    validateFormats(TEST_FORMATS).map((x, i) => ({
+      ...describeFormat(x),
+      entryBytes: use[i]!.entryBytes,
+      entries: use[i]!.entries,
+      capacity: { entries: use[i]!.capacity, bytes: use[i]!.capacityBytes },
+      diskBytes: use[i]!.diskBytes,
+    })),
+  );
   const small = (r.json() as { name: string; stride: number; maxCount: number }[])[0];
   assert.equal(small?.stride, 128);
   assert.equal(small?.maxCount, 10_000);

@@ -1,5 +1,7 @@
 // 405 METHOD_NOT_ALLOWED, with Allow, for the other methods on every known path (unknown paths
-// are the not-found handler's 404).
+// are the not-found handler's 404). The answer is given in onRequest, before fastify parses a
+// body: a POST with a Content-Type no parser knows would otherwise be refused as an unsupported
+// media type (415), blaming the body for what is the method's fault.
 import type { FastifyInstance } from 'fastify';
 import { ERRORS } from '../../errors.js';
 import { sendError } from '../errors.js';
@@ -25,14 +27,17 @@ export async function notAllowedRoutes(app: FastifyInstance): Promise<void> {
       method: METHODS.filter((m) => !methods.includes(m)),
       url,
       schema: { hide: true },
-      handler(request, reply) {
+      onRequest(request, reply, done) {
         reply.header('Allow', allow);
         sendError(
           reply,
           'METHOD_NOT_ALLOWED',
           `${ERRORS.METHOD_NOT_ALLOWED.message}: ${request.method}; allowed: ${allow}`,
         );
+        done();
       },
+      // never reached: onRequest has answered
+      handler() {},
     });
   }
 }

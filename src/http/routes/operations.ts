@@ -18,13 +18,24 @@ export async function operationRoutes(
   app: FastifyInstance,
   { cache, config, state, metrics, readiness }: RouteContext,
 ): Promise<void> {
-  const formatsJson = JSON.stringify(cache.formats.map(describeFormat));
   app.route({
     method: 'GET',
     url: '/v1/formats',
     schema: schemas.formats,
     handler(_request, reply) {
-      void reply.type('application/json; charset=utf-8').send(formatsJson);
+      // Disk use changes with every write, so it is read per request (one fstat per file).
+      const use = new Map(cache.stats().formats.map((s) => [s.format, s]));
+      const body = cache.formats.map((f) => {
+        const s = use.get(f.name)!;
+        return {
+          ...describeFormat(f),
+          entryBytes: s.entryBytes,
+          entries: s.entries,
+          capacity: { entries: s.capacity, bytes: s.capacityBytes },
+          diskBytes: s.diskBytes,
+        };
+      });
+      void reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
     },
   });
 
