@@ -10,6 +10,7 @@ import type { Format } from './formats.js';
 import type { CacheStats, EntryRef, ImageView, OpenOptions, PutResult, VerifyProblem } from './types.js';
 import type { ChunkCache } from './engine/table.js';
 import { resolveOptions, type Resolved } from './engine/options.js';
+import { checkTablesFileSystem } from './engine/filesystem.js';
 import { lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
@@ -72,6 +73,7 @@ export class ImageCache {
       await fs.promises.mkdir(sources, { recursive: true });
       await fs.promises.mkdir(tablesDir(o.storage), { recursive: true });
     }
+    checkTablesFileSystem(tablesDir(o.storage), o.allowNetworkFileSystem);
     let root: string;
     try {
       root = await fs.promises.realpath(sources);
