@@ -143,7 +143,8 @@ export const ENV_VARS = [
 ] as const;
 
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
-const OTHER_KNOWN = new Set<string>(['PIXTABLE_CONFIG', 'PIXTABLE_DEBUG']);
+// PIXTABLE_THREADPOOL_CHILD: set by serve on the process it restarts (src/cli/threadpool.ts).
+const OTHER_KNOWN = new Set<string>(['PIXTABLE_CONFIG', 'PIXTABLE_DEBUG', 'PIXTABLE_THREADPOOL_CHILD']);
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const SYNC_MODES = ['none', 'batch', 'always'] as const satisfies readonly SyncMode[];

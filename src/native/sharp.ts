@@ -8,9 +8,15 @@ import sharp, { type Sharp } from 'sharp';
 import { PixtableError } from '../errors.js';
 import type { EncodedType, Fit } from '../formats.js';
 
-// Each sharp call runs on libuv's threadpool; the decode queue bounds how many run at once, so
-// libvips' own per-image thread count stays at its default and the cores are shared across images.
+// Each sharp pipeline holds one libuv pool thread from start to end, the pool Node's file
+// operations use too; the decode and encode queues bound how many run at once, and pixtable serve
+// sizes the pool to leave threads for file work (src/cli/threadpool.ts). Within one image libvips
+// uses one thread: parallelism comes from running several images, which the queues count, so CPU
+// use is what the two concurrency settings say (sharp's own default is 1 on glibc without jemalloc
+// and the core count elsewhere, which would multiply every image by the cores). AVIF's encoder
+// (libaom) starts threads of its own regardless.
 sharp.cache(false);
+sharp.concurrency(1);
 
 export type DecodeLayout = 'rgba' | 'rgbx' | 'rgb' | 'gray';
 
