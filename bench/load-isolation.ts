@@ -3,7 +3,8 @@
 // asked for as AVIF thumbnails at once (the thumbnail cache off, so each is a real encode), and
 // while they run one connection asks for a cached hit over and over and another, every 50 ms, for a
 // key without a source (a 404 that costs a realpath on libuv's pool). Prints the hit and 404
-// latencies and what the encodes got. Bounded: at most MAX_MS of measuring, MAX_HITS hits.
+// latencies and what the encodes got, and the same loops for QUIET_MS before the encodes (the
+// machine's own noise). Bounded: at most MAX_MS of measuring, MAX_HITS hits per phase.
 //
 // BENCH_PIXTABLE_ENV="UV_THREADPOOL_SIZE=4 PIXTABLE_ENCODE_CONCURRENCY=30" reproduces the old
 // behaviour (every encode admitted at once into Node's default pool of 4).
@@ -19,6 +20,7 @@ import sharp from 'sharp';
 
 const ENCODES = Number(process.env.BENCH_ENCODES ?? 30);
 const MAX_MS = 120_000;
+const QUIET_MS = 3_000;
 const MAX_HITS = 200_000;
 const SIZE = 256;
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -70,6 +72,38 @@ async function waitReady(port: number, child: ChildProcess): Promise<void> {
   throw new Error('server did not become ready');
 }
 
+/** Hits back to back on one connection, a 404 every 50 ms on another, while `more()` and for at most `ms`. */
+async function measure(
+  hitAgent: http.Agent,
+  missAgent: http.Agent,
+  port: number,
+  more: () => boolean,
+  ms: number,
+): Promise<{ hits: number[]; misses: number[] }> {
+  const t0 = performance.now();
+  const busy = () => more() && performance.now() - t0 < ms;
+  const hits: number[] = [];
+  const misses: number[] = [];
+  await Promise.all([
+    (async () => {
+      while (busy() && hits.length < MAX_HITS) {
+        const r = await get(hitAgent, port, '/v1/pixels/bench/k0.png');
+        if (r.status !== 200) throw new Error(`hit answered ${r.status}`);
+        hits.push(r.ms);
+      }
+    })(),
+    (async () => {
+      for (let n = 0; busy(); n++) {
+        const r = await get(missAgent, port, `/v1/pixels/bench/missing-${ms}-${n}.png`);
+        if (r.status !== 404) throw new Error(`missing source answered ${r.status}`);
+        misses.push(r.ms);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    })(),
+  ]);
+  return { hits, misses };
+}
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pixtable-bench-isolation-'));
   const storage = path.join(dir, 'storage');
@@ -119,6 +153,9 @@ async function main(): Promise<void> {
     // a few hits before, so the shortcut remembers the URL
     for (let i = 0; i < 50; i++) await get(hitAgent, port, '/v1/pixels/bench/k0.png');
 
+    // the same loops for QUIET_MS without encodes: what this machine gives anyway
+    const quiet = await measure(hitAgent, missAgent, port, () => true, QUIET_MS);
+
     const t0 = performance.now();
     const statuses = new Map<number, number>();
     let pending = ENCODES;
@@ -129,27 +166,10 @@ async function main(): Promise<void> {
         return r.ms;
       }),
     );
-    const hits: number[] = [];
-    const misses: number[] = [];
-    const busy = () => pending > 0 && performance.now() - t0 < MAX_MS;
-    const hitLoop = (async () => {
-      while (busy() && hits.length < MAX_HITS) {
-        const r = await get(hitAgent, port, '/v1/pixels/bench/k0.png');
-        if (r.status !== 200) throw new Error(`hit answered ${r.status}`);
-        hits.push(r.ms);
-      }
-    })();
-    const missLoop = (async () => {
-      for (let n = 0; busy(); n++) {
-        const r = await get(missAgent, port, `/v1/pixels/bench/missing-${n}.png`);
-        if (r.status !== 404) throw new Error(`missing source answered ${r.status}`);
-        misses.push(r.ms);
-        await new Promise((res) => setTimeout(res, 50));
-      }
-    })();
+    const during = measure(hitAgent, missAgent, port, () => pending > 0, MAX_MS);
     const encodeMs = await Promise.all(encodes);
     const wall = performance.now() - t0;
-    await Promise.all([hitLoop, missLoop]);
+    const { hits, misses } = await during;
     for (const a of [hitAgent, missAgent, encAgent]) a.destroy();
 
     const env = Object.keys(extra).length
@@ -166,6 +186,8 @@ async function main(): Promise<void> {
     console.log(describe('  encode responses', encodeMs));
     console.log(describe('  hits during them', hits));
     console.log(describe('  404s during them', misses));
+    console.log(describe(`  hits, ${QUIET_MS / 1000} s without encodes`, quiet.hits));
+    console.log(describe(`  404s, ${QUIET_MS / 1000} s without encodes`, quiet.misses));
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
