@@ -19,6 +19,7 @@ import type {
 } from './types.js';
 import { entryGeometry, type ChunkCache } from './engine/table.js';
 import { resolveOptions, type Resolved } from './engine/options.js';
+import { checkTablesFileSystem } from './engine/filesystem.js';
 import { indexFile, lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
@@ -81,6 +82,7 @@ export class ImageCache {
       await fs.promises.mkdir(sources, { recursive: true });
       await fs.promises.mkdir(tablesDir(o.storage), { recursive: true });
     }
+    checkTablesFileSystem(tablesDir(o.storage), o.allowNetworkFileSystem);
     let root: string;
     try {
       root = await fs.promises.realpath(sources);

@@ -73,6 +73,13 @@ export const ERRORS = {
     message: 'An option has an invalid value',
     hint: FIX_CONFIG,
   },
+  // Refused at open, before anything is mapped: a vanished mount would be SIGBUS, not an error.
+  UNSAFE_FILESYSTEM: {
+    status: 500,
+    exit: EXIT.CONFIG,
+    message: 'The tables directory is on a network, FUSE or removable file system',
+    hint: 'put the storage on a local volume, or accept the risk with PIXTABLE_ALLOW_NETWORK_FS=true (docs/docker.md)',
+  },
   // requests
   INVALID_PARAMETER: { status: 400, exit: EXIT.USAGE, message: 'A request parameter is invalid' },
   INVALID_KEY: {
@@ -167,8 +174,8 @@ export const ERRORS = {
   QUEUE_FULL: {
     status: 503,
     exit: EXIT.TEMPFAIL,
-    message: 'The decode queue is full; retry shortly',
-    hint: 'retry, or raise PIXTABLE_DECODE_QUEUE',
+    message: 'The decode or encode queue is full; retry shortly',
+    hint: 'retry, or raise PIXTABLE_DECODE_QUEUE (decodes) or PIXTABLE_ENCODE_QUEUE (thumbnail encodes)',
   },
   TABLE_FULL: {
     status: 503,

@@ -57,6 +57,12 @@ export interface OpenOptions {
   revalidateMs?: number;
   /** Reserve disk blocks before mapping new chunks (posix_fallocate) so a full disk is ENOSPC, not SIGBUS. Default true. */
   preallocate?: boolean;
+  /**
+   * Open tables on a network (NFS, SMB/CIFS…), FUSE or removable-media file system. Default
+   * false: open fails with UNSAFE_FILESYSTEM, because touching a mapped page after such a mount
+   * went away kills the process with SIGBUS. Env `PIXTABLE_ALLOW_NETWORK_FS` for the server and CLI.
+   */
+  allowNetworkFileSystem?: boolean;
   decode?: DecodeLimits;
   logger?: Logger;
   /** Called after each decode with its wall time in ms and the formats it produced (metrics). */

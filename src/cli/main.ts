@@ -9,6 +9,7 @@ import { compactCommand, statsCommand, verifyCommand } from './ops.js';
 import { exportCommand } from './export.js';
 import { serveCommand } from './serve.js';
 import { signCommand } from './sign.js';
+import { followParent, rerunWithPool, wantedPoolSize } from './threadpool.js';
 
 export const MAIN_HELP = `Usage: pixtable <command> [options]
 
@@ -87,7 +88,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
 
 // Run when executed (bin, `node dist/src/cli/main.js`), not when imported by tests.
 const entry = process.argv[1] ? fs.realpathSync(process.argv[1]) : '';
-if (entry === fileURLToPath(import.meta.url)) {
+// `serve` sizes libuv's thread pool by running itself again (src/cli/threadpool.ts says why).
+const pool =
+  entry === fileURLToPath(import.meta.url) ? wantedPoolSize(process.argv.slice(2), process.env) : undefined;
+if (pool !== undefined) rerunWithPool(pool);
+else if (entry === fileURLToPath(import.meta.url)) {
+  followParent();
   main(process.argv.slice(2)).then(
     (code) => {
       if (code !== 'running') process.exitCode = code;

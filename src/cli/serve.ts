@@ -43,6 +43,12 @@ const HELP: Record<string, string> = {
   PIXTABLE_DECODE_TIMEOUT_MS: 'time one decode may take (default 30000)',
   PIXTABLE_MAX_INPUT_PIXELS: 'largest source in pixels (default 50000000)',
   PIXTABLE_MAX_UPLOAD_BYTES: 'largest source / upload in bytes (default 52428800)',
+  PIXTABLE_ENCODE_CONCURRENCY: 'thumbnail encodes at once (default: half the CPU count, at least 1)',
+  PIXTABLE_ENCODE_QUEUE: 'thumbnail encodes waiting beyond that; more get 503 (default 64)',
+  PIXTABLE_MIN_FREE_BYTES:
+    '/readyz is 503 below this many free bytes on the storage volume (default max(512 MiB, 4 × upload cap); 0 off)',
+  PIXTABLE_ALLOW_NETWORK_FS:
+    'open tables on a network, FUSE or removable file system (SIGBUS risk; default false)',
   PIXTABLE_THUMB_CACHE_BYTES: 'bytes of encoded thumbnails kept in memory (default 64 MiB)',
   PIXTABLE_THUMB_QUALITY: 'webp/jpeg/avif quality 1-100',
   PIXTABLE_THUMB_TYPES: 'preferred encodings, comma-separated (default webp,avif)',
@@ -71,6 +77,7 @@ const HELP: Record<string, string> = {
 
 const BOOLEAN_VARS = new Set([
   'PIXTABLE_READ_ONLY',
+  'PIXTABLE_ALLOW_NETWORK_FS',
   'PIXTABLE_REVALIDATE',
   'PIXTABLE_LOG_REQUESTS',
   'PIXTABLE_FAST_LANE',

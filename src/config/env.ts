@@ -52,6 +52,19 @@ export interface ServerConfig {
     timeoutMs: number | undefined;
     maxInputPixels: number | undefined;
   };
+  /**
+   * Thumbnail encodes running at once, and waiting beyond that (one more gets 503 QUEUE_FULL).
+   * Encodes run on libuv's thread pool like file operations do; bounding them keeps a burst of
+   * thumbnail misses from taking every pool thread (see src/cli/threadpool.ts).
+   */
+  encode: { concurrency: number; maxQueue: number };
+  /**
+   * /readyz reports not ready when the storage volume has fewer free bytes than this (liveness
+   * stays up). 0 turns the check off. Default max(512 MiB, 4 × maxUploadBytes).
+   */
+  minFreeBytes: number;
+  /** Open tables on a network, FUSE or removable file system (SIGBUS risk). Default false. */
+  allowNetworkFileSystem: boolean;
   /** Body cap for PUT /v1/sources (also the engine's maxInputBytes). */
   maxUploadBytes: number;
   /** Byte bound of the encoded-thumbnail LRU. */
@@ -107,6 +120,10 @@ export const ENV_VARS = [
   'PIXTABLE_DECODE_TIMEOUT_MS',
   'PIXTABLE_MAX_INPUT_PIXELS',
   'PIXTABLE_MAX_UPLOAD_BYTES',
+  'PIXTABLE_ENCODE_CONCURRENCY',
+  'PIXTABLE_ENCODE_QUEUE',
+  'PIXTABLE_MIN_FREE_BYTES',
+  'PIXTABLE_ALLOW_NETWORK_FS',
   'PIXTABLE_THUMB_CACHE_BYTES',
   'PIXTABLE_THUMB_QUALITY',
   'PIXTABLE_THUMB_TYPES',
@@ -133,13 +150,15 @@ export const ENV_VARS = [
 ] as const;
 
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
-// PIXTABLE_SERVE_*: set by `pixtable serve --workers N` for the processes it starts (src/serve/).
+// PIXTABLE_SERVE_*: set by `pixtable serve --workers N` for the processes it starts (src/serve/);
+// PIXTABLE_THREADPOOL_CHILD: set by serve on the process it restarts (src/cli/threadpool.ts).
 const OTHER_KNOWN = new Set<string>([
   'PIXTABLE_CONFIG',
   'PIXTABLE_DEBUG',
   'PIXTABLE_SERVE_ROLE',
   'PIXTABLE_SERVE_SOCKET',
   'PIXTABLE_SERVE_WORKER',
+  'PIXTABLE_THREADPOOL_CHILD',
 ]);
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -372,6 +391,28 @@ export function loadConfig(
       timeoutMs: int(env, 'PIXTABLE_DECODE_TIMEOUT_MS', 1_000, 600_000),
       maxInputPixels: int(env, 'PIXTABLE_MAX_INPUT_PIXELS', 1, Number.MAX_SAFE_INTEGER),
     },
+    encode: {
+      // Half the cores: the rest stay for decodes and the event loop (AVIF's encoder adds its own
+      // threads on top of the one libuv thread each encode holds).
+      concurrency: int(
+        env,
+        'PIXTABLE_ENCODE_CONCURRENCY',
+        1,
+        64,
+        Math.max(1, Math.floor(os.availableParallelism() / 2)),
+      ),
+      maxQueue: int(env, 'PIXTABLE_ENCODE_QUEUE', 0, 100_000, 64),
+    },
+    // Room for a few uploads' temp files at the upload cap and the tables' next chunks, so the
+    // balancer moves traffic away before writes start failing with 507.
+    minFreeBytes: int(
+      env,
+      'PIXTABLE_MIN_FREE_BYTES',
+      0,
+      Number.MAX_SAFE_INTEGER,
+      Math.max(512 << 20, 4 * maxUploadBytes),
+    ),
+    allowNetworkFileSystem: bool(env, 'PIXTABLE_ALLOW_NETWORK_FS', false),
     maxUploadBytes,
     thumbCacheBytes: int(env, 'PIXTABLE_THUMB_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER, 64 * 1024 * 1024),
     thumbQuality: int(env, 'PIXTABLE_THUMB_QUALITY', 1, 100),

@@ -22,6 +22,7 @@ export function openOptions(config: ServerConfig, extras: OpenExtras = {}): Open
       revalidate: config.revalidate,
       revalidateMs: config.revalidateMs,
       maxMappedBytes: config.maxMappedBytes,
+      allowNetworkFileSystem: config.allowNetworkFileSystem,
     }),
     ...withoutUndefined(rest),
     decode: {

@@ -20,6 +20,7 @@ export interface Resolved {
   revalidate: boolean;
   revalidateMs: number;
   preallocate: boolean;
+  allowNetworkFileSystem: boolean;
   maxInputPixels: number;
   maxInputBytes: number;
   concurrency: number;
@@ -83,6 +84,7 @@ export function resolveOptions(o: OpenOptions): Resolved {
     revalidate: bool('revalidate', o.revalidate, true),
     revalidateMs: num('revalidateMs', o.revalidateMs, 1000, 0, 3_600_000),
     preallocate: bool('preallocate', o.preallocate, true),
+    allowNetworkFileSystem: bool('allowNetworkFileSystem', o.allowNetworkFileSystem, false),
     maxInputPixels: num('decode.maxInputPixels', d.maxInputPixels, 50_000_000, 1, 2 ** 40),
     maxInputBytes: num('decode.maxInputBytes', d.maxInputBytes, 50 << 20, 1, 2 ** 31 - 1),
     concurrency: num('decode.concurrency', d.concurrency, os.availableParallelism(), 1, 64),

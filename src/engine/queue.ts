@@ -8,7 +8,12 @@ export class DecodeQueue {
   running = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(concurrency: number, maxQueue: number) {
+  /** `doing`: what the refusal says is running ("decoding", "encoding"). */
+  constructor(
+    concurrency: number,
+    maxQueue: number,
+    private readonly doing = 'decoding',
+  ) {
     this.concurrency = concurrency;
     this.maxQueue = maxQueue;
   }
@@ -20,9 +25,13 @@ export class DecodeQueue {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.running >= this.concurrency) {
       if (this.waiting.length >= this.maxQueue) {
-        throw new PixtableError('QUEUE_FULL', `${this.running} decoding, ${this.waiting.length} waiting`, {
-          details: { retryAfter: 1 },
-        });
+        throw new PixtableError(
+          'QUEUE_FULL',
+          `${this.running} ${this.doing}, ${this.waiting.length} waiting`,
+          {
+            details: { retryAfter: 1 },
+          },
+        );
       }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {

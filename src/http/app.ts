@@ -146,11 +146,11 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
 
   const role = opts.role ?? { kind: 'single' };
   let entries: RouteContext['entries'] = new ReadThrough(cache, config.origin, state);
-  let readiness: RouteContext['readiness'] = [];
+  let readiness: RouteContext['readiness'] = {};
   if (role.kind === 'worker') {
     const writer = role.writer;
     entries = new WorkerEntries(cache, writer, state);
-    readiness = [() => (writer.up ? undefined : 'writer unavailable')];
+    readiness = { writer: () => (writer.up ? undefined : 'writer unavailable') };
     forwardWrites(app, writer);
   }
   const routes: RouteContext = {

@@ -187,11 +187,16 @@ export const health = {
   },
 };
 
-export const ready = {
-  summary: 'Readiness: 503 while shutting down',
-  tags: ['operations'],
-  response: {
-    200: { type: 'object', properties: { status: { type: 'string' } } },
-    503: { type: 'object', properties: { status: { type: 'string' } } },
+const readyBody = {
+  type: 'object',
+  properties: {
+    status: { type: 'string' },
+    checks: { type: 'object', additionalProperties: { type: 'string' } },
   },
+};
+
+export const ready = {
+  summary: 'Readiness: 503 while shutting down or low on disk',
+  tags: ['operations'],
+  response: { 200: readyBody, 503: readyBody },
 };

@@ -4,13 +4,19 @@
 // tables or pixel formats. Converting an entry's layout to raw rows (unpremultiply, BGRA → RGBA,
 // RGB565 → RGB) is the engine's job (src/engine/pixels.ts), done by the caller before encoding.
 // It imports only the error registry (to translate libvips' failures) and vocabulary types.
-import sharp, { type Sharp } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PixtableError, tooManyPixelsDetail } from '../errors.js';
 import type { EncodedType, Fit } from '../formats.js';
 
-// Each sharp call runs on libuv's threadpool; the decode queue bounds how many run at once, so
-// libvips' own per-image thread count stays at its default and the cores are shared across images.
+// Each sharp pipeline holds one libuv pool thread from start to end, the pool Node's file
+// operations use too; the decode and encode queues bound how many run at once, and pixtable serve
+// sizes the pool to leave threads for file work (src/cli/threadpool.ts). Within one image libvips
+// uses one thread: parallelism comes from running several images, which the queues count, so CPU
+// use is what the two concurrency settings say (sharp's own default is 1 on glibc without jemalloc
+// and the core count elsewhere, which would multiply every image by the cores). AVIF's encoder
+// (libaom) starts threads of its own regardless.
 sharp.cache(false);
+sharp.concurrency(1);
 
 export type DecodeLayout = 'rgba' | 'rgbx' | 'rgb' | 'gray';
 
@@ -241,8 +247,33 @@ async function toRaw(img: Sharp, expectChannels: number): Promise<DecodedImage> 
   return { data, width: info.width, height: info.height, channels: info.channels };
 }
 
-function open(input: Buffer | string, o: DecodeOptions): Sharp {
-  return sharp(input, { limitInputPixels: o.maxInputPixels, failOn: 'warning', pages: 1 })
+/** libvips' default rendering density for vector sources, in dots per inch (1 px per pt). */
+const VECTOR_DPI = 72;
+/** sharp's accepted range for `density`. */
+const MAX_DENSITY = 100_000;
+
+/**
+ * The density at which to render a vector source (SVG) so that `t` is cut from it without
+ * enlarging: vectors rasterised at their intrinsic size and then scaled up come out blurred,
+ * where libvips renders them sharp at any scale. Undefined for raster sources, and when the
+ * target does not enlarge (a smaller target is cut from the intrinsic rendering as before).
+ */
+export function vectorDensity(m: Metadata, t: DecodeTarget): number | undefined {
+  if (m.format !== 'svg' || !m.width || !m.height) return undefined;
+  const sx = t.width / m.width;
+  const sy = t.height / m.height;
+  const scale = t.fit === 'cover' ? Math.max(sx, sy) : Math.min(sx, sy);
+  if (!t.enlarge || scale <= 1) return undefined;
+  return Math.min(MAX_DENSITY, (m.density ?? VECTOR_DPI) * scale);
+}
+
+function open(input: Buffer | string, o: DecodeOptions, density?: number): Sharp {
+  return sharp(input, {
+    limitInputPixels: o.maxInputPixels,
+    failOn: 'warning',
+    pages: 1,
+    ...(density === undefined ? {} : { density }),
+  })
     .autoOrient()
     .timeout({ seconds: Math.max(1, Math.ceil(o.timeoutMs / 1000)) });
 }
@@ -258,9 +289,11 @@ export async function decodeImage(
   o: DecodeOptions,
 ): Promise<DecodedImage[]> {
   try {
-    if (!o.shared || targets.length === 1) {
+    // a header read: vector sources are rendered per target, each at the density it needs
+    const m = await sharp(input, { limitInputPixels: o.maxInputPixels, pages: 1 }).metadata();
+    if (!o.shared || targets.length === 1 || m.format === 'svg') {
       return await Promise.all(
-        targets.map((t) => toRaw(shape(open(input, o), t), LAYOUT_CHANNELS[t.layout])),
+        targets.map((t) => toRaw(shape(open(input, o, vectorDensity(m, t)), t), LAYOUT_CHANNELS[t.layout])),
       );
     }
     const maxW = Math.max(...targets.map((t) => t.width));

@@ -211,7 +211,7 @@ describe('errors: one line, a documented exit code', () => {
   it("the registry's hint follows the message", () => {
     assert.equal(
       describeError(new PixtableError('QUEUE_FULL', '2 decoding, 0 waiting'), 'import'),
-      'pixtable import: QUEUE_FULL: The decode queue is full; retry shortly: 2 decoding, 0 waiting; retry, or raise PIXTABLE_DECODE_QUEUE',
+      'pixtable import: QUEUE_FULL: The decode or encode queue is full; retry shortly: 2 decoding, 0 waiting; retry, or raise PIXTABLE_DECODE_QUEUE (decodes) or PIXTABLE_ENCODE_QUEUE (thumbnail encodes)',
     );
     assert.equal(
       describeError(new PixtableError('STORAGE_FULL', '/data/tables'), 'import'),

@@ -23,6 +23,7 @@ function engineConfig(): ServerConfig {
     maxMappedBytes: 123_456_789,
     revalidate: false,
     revalidateMs: 4321,
+    allowNetworkFileSystem: true,
     maxUploadBytes: 7_654_321,
     decode: { concurrency: 3, maxQueue: 17, timeoutMs: 2345, maxInputPixels: 999_999 },
   });
@@ -39,6 +40,7 @@ const TO_ENGINE: Record<string, string> = {
   maxMappedBytes: 'maxMappedBytes',
   revalidate: 'revalidate',
   revalidateMs: 'revalidateMs',
+  allowNetworkFileSystem: 'allowNetworkFileSystem',
   maxUploadBytes: 'decode.maxInputBytes',
   'decode.concurrency': 'decode.concurrency',
   'decode.maxQueue': 'decode.maxQueue',
@@ -52,6 +54,9 @@ const HTTP_ONLY = [
   // `formats` itself.
   'formatList',
   'thumbCacheBytes',
+  // the thumbnail encode queue and /readyz's disk threshold are the server's
+  'encode',
+  'minFreeBytes',
   'thumbQuality',
   'thumbTypes',
   'cacheControl',
@@ -82,6 +87,7 @@ test('every engine setting of the configuration reaches OpenOptions', () => {
   }
   // Nothing else: no HTTP setting leaks into the engine's options.
   assert.deepEqual(Object.keys(options).sort(), [
+    'allowNetworkFileSystem',
     'decode',
     'formats',
     'maxMappedBytes',

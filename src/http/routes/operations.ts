@@ -8,6 +8,34 @@ import { loadSharp } from '../encode.js';
 import * as schemas from '../schemas.js';
 import type { RouteContext } from './shared.js';
 
+/** One readiness condition: whether it holds, and what /readyz says about it. */
+export interface ReadyCheck {
+  ok: boolean;
+  detail: string;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Free bytes on the storage's volume against `minFreeBytes` (0: always ok). Low disk is a
+ * readiness failure, not a liveness one: the process is healthy and serves hits; it just should
+ * not be sent the uploads and misses that would end in 507 STORAGE_FULL.
+ */
+export async function diskReadiness(storage: string, minFreeBytes: number): Promise<ReadyCheck> {
+  if (minFreeBytes === 0) return { ok: true, detail: 'not checked (PIXTABLE_MIN_FREE_BYTES=0)' };
+  try {
+    const s = await fs.statfs(storage);
+    // bavail, not bfree: the blocks reserved for root are no use to a server running as a user
+    const free = s.bavail * s.bsize;
+    const text = `${(free / MiB).toFixed(1)} MiB free of ${((s.blocks * s.bsize) / MiB).toFixed(1)} MiB`;
+    return free < minFreeBytes
+      ? { ok: false, detail: `low: ${text}, below PIXTABLE_MIN_FREE_BYTES (${minFreeBytes})` }
+      : { ok: true, detail: `ok (${text})` };
+  } catch (e) {
+    return { ok: false, detail: `failed: ${(e as Error).message}` };
+  }
+}
+
 interface Health {
   at: number;
   ok: boolean;
@@ -84,19 +112,21 @@ export async function operationRoutes(
     method: 'GET',
     url: '/readyz',
     schema: schemas.ready,
-    handler(_request, reply) {
+    async handler(_request, reply) {
       if (!state.ready) {
-        void reply.code(503).header('Retry-After', '1').send({ status: 'shutting down' });
-        return;
+        return reply.code(503).header('Retry-After', '1').send({ status: 'shutting down' });
       }
-      for (const check of readiness) {
+      const checks: Record<string, ReadyCheck> = {
+        disk: await diskReadiness(cache.storage, config.minFreeBytes),
+      };
+      for (const [name, check] of Object.entries(readiness)) {
         const why = check();
-        if (why !== undefined) {
-          void reply.code(503).header('Retry-After', '1').send({ status: why });
-          return;
-        }
+        checks[name] = why === undefined ? { ok: true, detail: 'ok' } : { ok: false, detail: why };
       }
-      void reply.send({ status: 'ready' });
+      const ok = Object.values(checks).every((c) => c.ok);
+      const detail = Object.fromEntries(Object.entries(checks).map(([k, c]) => [k, c.detail]));
+      if (!ok) void reply.header('Retry-After', '1');
+      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks: detail });
     },
   });
 

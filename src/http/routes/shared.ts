@@ -16,10 +16,10 @@ export interface RouteContext {
   metrics: Metrics;
   entries: EntryLoader;
   /**
-   * Conditions besides shutdown that make /readyz answer 503: each returns why it is not ready,
-   * or undefined (a worker of `serve --workers N` whose writer is down).
+   * Conditions besides shutdown and disk space that make /readyz answer 503, by name: each returns
+   * why it is not ready, or undefined (`writer`: a worker of `serve --workers N` whose writer is down).
    */
-  readiness: readonly (() => string | undefined)[];
+  readiness: Readonly<Record<string, () => string | undefined>>;
   raw: RawResponses;
   thumbs: ThumbCache;
   encode: EncodeFn;

@@ -1,7 +1,11 @@
 // GET /v1/thumbnails/:format/*key — the entry encoded (WebP, AVIF, PNG, JPEG), each encoding kept
 // in the thumbnail LRU (thumbcache.ts) so a hot thumbnail is encoded once; the shortcut answers
-// its later hits.
+// its later hits. Encodes go through a bounded queue (PIXTABLE_ENCODE_CONCURRENCY running,
+// PIXTABLE_ENCODE_QUEUE waiting, one more is 503 QUEUE_FULL): each holds a libuv pool thread for
+// its whole run, and unbounded they took every thread file operations need (an unrelated 404 waited
+// seconds behind 30 AVIF encodes).
 import type { FastifyInstance } from 'fastify';
+import { DecodeQueue } from '../../engine/queue.js';
 import type { EncodedType } from '../../formats.js';
 import type { ImageView } from '../../types.js';
 import { MIME, chooseType, hasAlpha } from '../negotiate.js';
@@ -16,8 +20,10 @@ export async function thumbnailRoutes(
 ): Promise<void> {
   const quality = config.thumbQuality;
   const qualityTag = quality === undefined ? '' : `-q${quality}`;
+  const queue = new DecodeQueue(config.encode.concurrency, config.encode.maxQueue, 'encoding');
   async function encodeEntry(view: ImageView, type: EncodedType, etag: string): Promise<EncodedThumb> {
-    const body = await encode(view, type, quality);
+    // queued inside getOrEncode: concurrent requests for one thumbnail take one place
+    const body = await queue.run(() => encode(view, type, quality));
     return encodedThumb(body, etag, MIME[type], config.cacheControl, cors);
   }
 
