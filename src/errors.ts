@@ -153,6 +153,12 @@ export const ERRORS = {
     message: 'The decode queue is full; retry shortly',
     hint: 'retry, or raise PIXTABLE_DECODE_QUEUE',
   },
+  UPLOADS_BUSY: {
+    status: 503,
+    exit: EXIT.TEMPFAIL,
+    message: 'Too many uploads are in progress; retry shortly',
+    hint: 'retry, or raise PIXTABLE_MAX_CONCURRENT_UPLOADS',
+  },
   TABLE_FULL: {
     status: 503,
     exit: EXIT.TEMPFAIL,

@@ -32,6 +32,7 @@ const HELP: Record<string, string> = {
   PIXTABLE_DECODE_TIMEOUT_MS: 'time one decode may take (default 30000)',
   PIXTABLE_MAX_INPUT_PIXELS: 'largest source in pixels (default 50000000)',
   PIXTABLE_MAX_UPLOAD_BYTES: 'largest source / upload in bytes (default 52428800)',
+  PIXTABLE_MAX_CONCURRENT_UPLOADS: 'uploads received at once; more get 503 (default 8, 1-1024)',
   PIXTABLE_THUMB_CACHE_BYTES: 'bytes of encoded thumbnails kept in memory (default 64 MiB)',
   PIXTABLE_THUMB_QUALITY: 'webp/jpeg/avif quality 1-100',
   PIXTABLE_THUMB_TYPES: 'preferred encodings, comma-separated (default webp,avif)',

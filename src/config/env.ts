@@ -53,6 +53,11 @@ export interface ServerConfig {
   };
   /** Body cap for PUT /v1/sources (also the engine's maxInputBytes). */
   maxUploadBytes: number;
+  /**
+   * Uploads received at once; one more is refused with 503 UPLOADS_BUSY before its body is read.
+   * Each holds a file descriptor and a temp file, not its body. Default 8, range 1..1024.
+   */
+  maxConcurrentUploads: number;
   /** Byte bound of the encoded-thumbnail LRU. */
   thumbCacheBytes: number;
   thumbQuality: number | undefined;
@@ -100,6 +105,7 @@ export const ENV_VARS = [
   'PIXTABLE_DECODE_TIMEOUT_MS',
   'PIXTABLE_MAX_INPUT_PIXELS',
   'PIXTABLE_MAX_UPLOAD_BYTES',
+  'PIXTABLE_MAX_CONCURRENT_UPLOADS',
   'PIXTABLE_THUMB_CACHE_BYTES',
   'PIXTABLE_THUMB_QUALITY',
   'PIXTABLE_THUMB_TYPES',
@@ -358,6 +364,7 @@ export function loadConfig(
       maxInputPixels: int(env, 'PIXTABLE_MAX_INPUT_PIXELS', 1, Number.MAX_SAFE_INTEGER),
     },
     maxUploadBytes,
+    maxConcurrentUploads: int(env, 'PIXTABLE_MAX_CONCURRENT_UPLOADS', 1, 1024, 8),
     thumbCacheBytes: int(env, 'PIXTABLE_THUMB_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER, 64 * 1024 * 1024),
     thumbQuality: int(env, 'PIXTABLE_THUMB_QUALITY', 1, 100),
     thumbTypes: thumbTypes.length ? thumbTypes : ['webp', 'avif'],
