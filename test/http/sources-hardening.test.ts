@@ -254,6 +254,7 @@ test('GET /v1/sources/<key>: the original bytes, typed, with ETag, 304, Range an
   r = await f.app.inject({ url: '/v1/sources/orig/cat.png', headers: { range: `bytes=${png.length}-` } });
   assert.equal(r.statusCode, 416);
   assert.equal(errorOf(r.body).code, 'RANGE_NOT_SATISFIABLE');
+  assert.equal(r.headers.etag, undefined, "an error body carries none of the original's headers");
 
   r = await f.app.inject({ method: 'HEAD', url: '/v1/sources/orig/cat.png' });
   assert.equal(r.statusCode, 200);

@@ -91,24 +91,24 @@ async function sendSource(
   let streaming = false;
   try {
     const etag = `"${src.fingerprint}"`;
-    const head = Buffer.alloc(Math.min(SNIFF_BYTES, src.size));
-    await src.handle.read(head, 0, head.length, 0);
-    void reply.headers(sourceHeaders(sniffType(head), etag, cacheControl, src.mtimeMs));
-    if (etagMatches(request.headers['if-none-match'], etag)) {
-      return await reply.code(304).send();
-    }
+    const notModified = etagMatches(request.headers['if-none-match'], etag);
     const ifRange = request.headers['if-range'];
     const range =
-      ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, src.size) : undefined;
+      notModified || (ifRange !== undefined && ifRange !== etag)
+        ? undefined
+        : parseRange(request.headers.range, src.size);
+    // refused before any of the original's headers are set: an error body carries none of them
     if (range === 'unsatisfiable') {
       throw new PixtableError(
         'RANGE_NOT_SATISFIABLE',
         `${request.headers.range} is outside the ${src.size}-byte source`,
-        {
-          details: { size: src.size },
-        },
+        { details: { size: src.size } },
       );
     }
+    const head = Buffer.alloc(Math.min(SNIFF_BYTES, src.size));
+    await src.handle.read(head, 0, head.length, 0);
+    void reply.headers(sourceHeaders(sniffType(head), etag, cacheControl, src.mtimeMs));
+    if (notModified) return await reply.code(304).send();
     const start = range?.start ?? 0;
     const end = range?.end ?? src.size - 1;
     if (range) void reply.code(206).header('content-range', `bytes ${start}-${end}/${src.size}`);
