@@ -406,12 +406,29 @@ export class ImageCache {
     this.assertOpen();
     const { handle, stat } = await openSource(this.sourcesDir, key);
     try {
-      const fp = await hashFile(handle, stat.size);
+      const fp = this.confirmedFingerprint(key, stat) ?? (await hashFile(handle, stat.size));
       return { handle, size: stat.size, mtimeMs: stat.mtimeMs, fingerprint: fp.toString('hex') };
     } catch (e) {
       await handle.close();
       throw e;
     }
+  }
+
+  /**
+   * The fingerprint an entry of `key` was confirmed against for a file with exactly this stat
+   * signature (mtime, size, inode; never a racy one, see Revalidator.sign), so a hot original is
+   * not hashed on every download. Undefined: hash it.
+   */
+  private confirmedFingerprint(key: string, stat: fs.Stats): Buffer | undefined {
+    for (const st of this.stores) {
+      const book = st.book;
+      const s = book.slotOf.get(key);
+      if (s === undefined) continue;
+      const sig = book.statSig;
+      if (sig[s * 3] === stat.mtimeMs && sig[s * 3 + 1] === stat.size && sig[s * 3 + 2] === stat.ino)
+        return book.sourceFp.subarray(s * 16, s * 16 + 16);
+    }
+    return undefined;
   }
 
   // ---- operations ----------------------------------------------------------------------------

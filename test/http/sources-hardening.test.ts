@@ -345,3 +345,27 @@ test('ENOSPC writing the upload temp file is 507 STORAGE_FULL; the temp file goe
     await g.close();
   }
 });
+
+test("an original's ETag reuses a confirmed entry's fingerprint only for the very same file", async () => {
+  const { createHash } = await import('node:crypto');
+  const fpOf = (b: Buffer) => `"${createHash('sha256').update(b).digest().subarray(0, 16).toString('hex')}"`;
+  const a = await makeImage('png', 50, 50, 11);
+  const file = path.join(f.cache.sourcesDir, 'old/a.png');
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, a);
+  const past = new Date(Date.now() - 3_600_000);
+  await fs.utimes(file, past, past); // old enough for its stat signature to be trusted
+  assert.equal((await f.app.inject('/v1/pixels/small/old/a.png')).statusCode, 200);
+  let r = await f.app.inject('/v1/sources/old/a.png');
+  assert.equal(r.headers.etag, fpOf(a));
+  // other bytes of the same size and mtime under a new inode: a new ETag, not the entry's
+  const b = Buffer.from(a);
+  b[b.length - 20] = b[b.length - 20]! ^ 0xff;
+  const tmp = path.join(f.dir, 'b.png');
+  await fs.writeFile(tmp, b);
+  await fs.utimes(tmp, past, past);
+  await fs.rename(tmp, file);
+  r = await f.app.inject('/v1/sources/old/a.png');
+  assert.equal(r.headers.etag, fpOf(b));
+  assert.ok(r.rawPayload.equals(b));
+});
