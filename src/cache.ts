@@ -398,9 +398,9 @@ export class ImageCache {
 
   /**
    * The stored source of `key`, open for reading (the original bytes, as uploaded), with its
-   * fingerprint: the one its entries record, computed by one read of the file. The handle keeps
-   * reading these bytes even if the key is replaced meanwhile; the caller closes it.
-   * SOURCE_NOT_FOUND, INVALID_KEY.
+   * fingerprint: the one its entries record — an entry's when it was confirmed against this very
+   * file, else computed by one read of it. The handle keeps reading these bytes even if the key
+   * is replaced meanwhile; the caller closes it. SOURCE_NOT_FOUND, INVALID_KEY.
    */
   async openSource(key: string): Promise<SourceFile> {
     this.assertOpen();
