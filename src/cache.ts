@@ -25,9 +25,16 @@ import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
 import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
 import { Revalidator } from './engine/revalidate.js';
-import { readSource, sourceOf, type Source } from './engine/source-bytes.js';
-import { removeStaleUploads, stageUpload } from './engine/uploads.js';
-import { listKeys, resolveExisting, resolveForWrite, validateKey } from './engine/sources.js';
+import {
+  hashFile,
+  openSource,
+  readSource,
+  sourceOf,
+  type Source,
+  type SourceFile,
+} from './engine/source-bytes.js';
+import { removeStaleUploads, stageUpload, type UploadBody } from './engine/uploads.js';
+import { listKeys, removeName, resolveForWrite, validateKey } from './engine/sources.js';
 import { makeCurrent, refImpl } from './engine/views.js';
 import { compactStores, flushStores, verifyStores } from './engine/maintenance.js';
 import { probeImage } from './native/sharp.js';
@@ -320,29 +327,45 @@ export class ImageCache {
   }
 
   /**
-   * Stores `bytes` as the source of `key` and decodes every format. The image is decoded first:
-   * a broken upload throws (EMPTY_SOURCE, UNSUPPORTED_IMAGE, CORRUPT_IMAGE, TOO_MANY_PIXELS, …)
+   * Stores `body` as the source of `key` and decodes every format. `body` is the whole file (a
+   * Buffer or Uint8Array) or its bytes as they arrive: a `Readable` (an HTTP request, a file
+   * stream) or any async iterable of Buffer/Uint8Array chunks, written to disk chunk by chunk and
+   * hashed on the way, so memory per upload stays one chunk whatever the file's size. The image is
+   * decoded first: a broken upload throws (EMPTY_SOURCE, SOURCE_TOO_LARGE past
+   * `decode.maxInputBytes`, UNSUPPORTED_IMAGE, CORRUPT_IMAGE, TOO_MANY_PIXELS, STORAGE_FULL, …)
    * and nothing already stored changes. The source file is replaced atomically (temp + rename).
+   * A stream that fails is rethrown as it failed (a consumed Readable is destroyed).
    */
-  async put(key: string, bytes: Buffer): Promise<PutResult> {
+  async put(key: string, body: UploadBody): Promise<PutResult> {
     this.requireWritable();
     validateKey(key);
-    if (!Buffer.isBuffer(bytes)) throw invalidParameter('INVALID_OPTION', 'bytes', 'a Buffer', bytes);
-    if (bytes.length === 0) throw new PixtableError('EMPTY_SOURCE', key);
-    if (bytes.length > this.o.maxInputBytes) {
+    const isBytes = body instanceof Uint8Array;
+    if (
+      !isBytes &&
+      typeof (body as Partial<AsyncIterable<Uint8Array>>)?.[Symbol.asyncIterator] !== 'function'
+    ) {
+      throw invalidParameter(
+        'INVALID_OPTION',
+        'body',
+        'a Buffer, Uint8Array, Readable or async iterable',
+        body,
+      );
+    }
+    if (isBytes && body.length === 0) throw new PixtableError('EMPTY_SOURCE', key);
+    if (isBytes && body.length > this.o.maxInputBytes) {
       throw new PixtableError(
         'SOURCE_TOO_LARGE',
-        `${bytes.length} bytes, the limit is ${this.o.maxInputBytes}`,
+        `${body.length} bytes, the limit is ${this.o.maxInputBytes}`,
       );
     }
     const target = await resolveForWrite(this.sourcesDir, key);
-    const staged = await stageUpload(this.sourcesDir, target, bytes, async (tmp) => {
+    const staged = await stageUpload(this.sourcesDir, target, body, this.o.maxInputBytes, async (tmp) => {
       const info = await probeImage(tmp, this.o.maxInputPixels);
       const decoded = await Promise.all(this.groups.map((g) => this.decodeImages(g, tmp)));
       return { info, decoded };
     });
     const { info, decoded } = staged.result;
-    const src = sourceOf(target, bytes, staged.stat);
+    const src = sourceOf(target, staged.fp, staged.stat);
     this.assertOpen();
     await Promise.all(
       this.groups.flatMap((g, gi) =>
@@ -378,18 +401,17 @@ export class ImageCache {
     return { key, status };
   }
 
-  /** Deletes the source of `key` and purges its entries in every format. True if anything existed. */
+  /**
+   * Deletes the source file named `key` — a symlink itself, never what it points to — and purges
+   * its entries in every format. True if anything existed; false also for the loser of two
+   * concurrent deletes of one key.
+   */
   async delete(key: string): Promise<boolean> {
     this.requireWritable();
     validateKey(key);
-    let existed = false;
-    try {
-      const file = await resolveExisting(this.sourcesDir, key);
-      await fs.promises.unlink(file);
-      existed = true;
-    } catch (e) {
-      if (!(e instanceof PixtableError && e.code === 'SOURCE_NOT_FOUND')) throw e;
-    }
+    // The name itself goes (a link, never its target); a concurrent delete that removed it
+    // first makes this one find nothing, not fail.
+    let existed = await removeName(this.sourcesDir, key);
     if (this.removeEntries(key)) existed = true;
     if (this.o.sync === 'always') for (const st of this.stores) st.log?.flush();
     return existed;
@@ -398,6 +420,41 @@ export class ImageCache {
   /** Keys of every source file under storage/sources/, sorted. */
   listSources(): Promise<string[]> {
     return listKeys(this.sourcesDir);
+  }
+
+  /**
+   * The stored source of `key`, open for reading (the original bytes, as uploaded), with its
+   * fingerprint: the one its entries record — an entry's when it was confirmed against this very
+   * file, else computed by one read of it. The handle keeps reading these bytes even if the key
+   * is replaced meanwhile; the caller closes it. SOURCE_NOT_FOUND, INVALID_KEY.
+   */
+  async openSource(key: string): Promise<SourceFile> {
+    this.assertOpen();
+    const { handle, stat } = await openSource(this.sourcesDir, key);
+    try {
+      const fp = this.confirmedFingerprint(key, stat) ?? (await hashFile(handle, stat.size));
+      return { handle, size: stat.size, mtimeMs: stat.mtimeMs, fingerprint: fp.toString('hex') };
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+  }
+
+  /**
+   * The fingerprint an entry of `key` was confirmed against for a file with exactly this stat
+   * signature (mtime, size, inode; never a racy one, see Revalidator.sign), so a hot original is
+   * not hashed on every download. Undefined: hash it.
+   */
+  private confirmedFingerprint(key: string, stat: fs.Stats): Buffer | undefined {
+    for (const st of this.stores) {
+      const book = st.book;
+      const s = book.slotOf.get(key);
+      if (s === undefined) continue;
+      const sig = book.statSig;
+      if (sig[s * 3] === stat.mtimeMs && sig[s * 3 + 1] === stat.size && sig[s * 3 + 2] === stat.ino)
+        return book.sourceFp.subarray(s * 16, s * 16 + 16);
+    }
+    return undefined;
   }
 
   // ---- operations ----------------------------------------------------------------------------

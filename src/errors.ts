@@ -177,6 +177,12 @@ export const ERRORS = {
     message: 'The decode or encode queue is full; retry shortly',
     hint: 'retry, or raise PIXTABLE_DECODE_QUEUE (decodes) or PIXTABLE_ENCODE_QUEUE (thumbnail encodes)',
   },
+  UPLOADS_BUSY: {
+    status: 503,
+    exit: EXIT.TEMPFAIL,
+    message: 'Too many uploads are in progress; retry shortly',
+    hint: 'retry, or raise PIXTABLE_MAX_CONCURRENT_UPLOADS',
+  },
   TABLE_FULL: {
     status: 503,
     exit: EXIT.TEMPFAIL,

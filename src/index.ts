@@ -13,3 +13,5 @@ export {
   type Fit,
 } from './formats.js';
 export type * from './types.js';
+export type { UploadBody } from './engine/uploads.js';
+export type { SourceFile } from './engine/source-bytes.js';

@@ -49,6 +49,7 @@ const HELP: Record<string, string> = {
     '/readyz is 503 below this many free bytes on the storage volume (default max(512 MiB, 4 × upload cap); 0 off)',
   PIXTABLE_ALLOW_NETWORK_FS:
     'open tables on a network, FUSE or removable file system (SIGBUS risk; default false)',
+  PIXTABLE_MAX_CONCURRENT_UPLOADS: 'uploads received at once; more get 503 (default 8, 1-1024)',
   PIXTABLE_THUMB_CACHE_BYTES: 'bytes of encoded thumbnails kept in memory (default 64 MiB)',
   PIXTABLE_THUMB_QUALITY: 'webp/jpeg/avif quality 1-100',
   PIXTABLE_THUMB_TYPES: 'preferred encodings, comma-separated (default webp,avif)',

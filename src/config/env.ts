@@ -67,6 +67,11 @@ export interface ServerConfig {
   allowNetworkFileSystem: boolean;
   /** Body cap for PUT /v1/sources (also the engine's maxInputBytes). */
   maxUploadBytes: number;
+  /**
+   * Uploads received at once; one more is refused with 503 UPLOADS_BUSY before its body is read.
+   * Each holds a file descriptor and a temp file, not its body. Default 8, range 1..1024.
+   */
+  maxConcurrentUploads: number;
   /** Byte bound of the encoded-thumbnail LRU. */
   thumbCacheBytes: number;
   thumbQuality: number | undefined;
@@ -124,6 +129,7 @@ export const ENV_VARS = [
   'PIXTABLE_ENCODE_QUEUE',
   'PIXTABLE_MIN_FREE_BYTES',
   'PIXTABLE_ALLOW_NETWORK_FS',
+  'PIXTABLE_MAX_CONCURRENT_UPLOADS',
   'PIXTABLE_THUMB_CACHE_BYTES',
   'PIXTABLE_THUMB_QUALITY',
   'PIXTABLE_THUMB_TYPES',
@@ -414,6 +420,7 @@ export function loadConfig(
     ),
     allowNetworkFileSystem: bool(env, 'PIXTABLE_ALLOW_NETWORK_FS', false),
     maxUploadBytes,
+    maxConcurrentUploads: int(env, 'PIXTABLE_MAX_CONCURRENT_UPLOADS', 1, 1024, 8),
     thumbCacheBytes: int(env, 'PIXTABLE_THUMB_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER, 64 * 1024 * 1024),
     thumbQuality: int(env, 'PIXTABLE_THUMB_QUALITY', 1, 100),
     thumbTypes: thumbTypes.length ? thumbTypes : ['webp', 'avif'],

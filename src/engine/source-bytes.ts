@@ -1,57 +1,107 @@
-// Reading a source image's bytes and fingerprint. Entries record the SHA-256 prefix of the bytes
-// they were decoded from; revalidation compares it, and uploads record it.
+// Reading a source image's fingerprint. Entries record the SHA-256 prefix of the bytes they were
+// decoded from; revalidation compares it, uploads compute it while the body streams to disk, and
+// GET /v1/sources uses it as the original's ETag. Files are hashed in fixed-size reads, never held
+// whole: decoders read the file themselves (page cache).
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { PixtableError } from '../errors.js';
 import { resolveExisting } from './sources.js';
 
 export interface Source {
   /** real path the bytes were read from; decoders read it again (page cache) */
   path: string;
-  bytes: Buffer;
   fp: Buffer;
   mtimeMs: number;
   size: number;
   ino: number;
 }
 
+/** A source opened for reading: the handle stays valid if the file is replaced meanwhile. */
+export interface OpenSource {
+  handle: fs.promises.FileHandle;
+  path: string;
+  stat: fs.Stats;
+}
+
+/** An original opened for serving (ImageCache.openSource). */
+export interface SourceFile {
+  /** positioned reads only; the caller closes it */
+  handle: fs.promises.FileHandle;
+  /** bytes */
+  size: number;
+  mtimeMs: number;
+  /** hex of the 16-byte fingerprint (SHA-256 prefix of the bytes), as in PutResult */
+  fingerprint: string;
+}
+
+/** Bytes per read while hashing a file: large enough for few syscalls, small enough to not matter. */
+const HASH_READ_BYTES = 256 * 1024;
+
+/** The running hash a fingerprint is the prefix of (fed chunk by chunk by streaming uploads). */
+export function sourceHash(): Hash {
+  return createHash('sha256');
+}
+
+/** The 16-byte fingerprint of everything fed to `hash` (sourceHash()). */
+export function fingerprintOf(hash: Hash): Buffer {
+  return hash.digest().subarray(0, 16);
+}
+
 /** 16-byte SHA-256 prefix: of source bytes (source fingerprint) or of a key (key fingerprint). */
 export function fingerprint(bytes: Buffer | string): Buffer {
-  return createHash('sha256').update(bytes).digest().subarray(0, 16);
+  return fingerprintOf(sourceHash().update(bytes));
 }
 
-export function sourceOf(file: string, bytes: Buffer, stat: fs.Stats): Source {
-  return { path: file, bytes, fp: fingerprint(bytes), mtimeMs: stat.mtimeMs, size: stat.size, ino: stat.ino };
+export function sourceOf(file: string, fp: Buffer, stat: fs.Stats): Source {
+  return { path: file, fp, mtimeMs: stat.mtimeMs, size: stat.size, ino: stat.ino };
 }
 
-/** The source of `key`, read whole. SOURCE_NOT_FOUND, EMPTY_SOURCE, SOURCE_TOO_LARGE, INVALID_KEY. */
-export async function readSource(root: string, key: string, maxBytes: number): Promise<Source> {
+/** The source file of `key`, open, proven a regular file inside `root`. SOURCE_NOT_FOUND, INVALID_KEY. */
+export async function openSource(root: string, key: string): Promise<OpenSource> {
   const file = await resolveExisting(root, key);
-  let fh: fs.promises.FileHandle;
+  let handle: fs.promises.FileHandle;
   try {
-    fh = await fs.promises.open(file, 'r');
+    handle = await fs.promises.open(file, 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new PixtableError('SOURCE_NOT_FOUND', key);
     throw e;
   }
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new PixtableError('SOURCE_NOT_FOUND', `${key} is not a file`);
-    if (st.size === 0) throw new PixtableError('EMPTY_SOURCE', key);
-    if (st.size > maxBytes) {
-      throw new PixtableError('SOURCE_TOO_LARGE', `${key} is ${st.size} bytes, the limit is ${maxBytes}`);
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new PixtableError('SOURCE_NOT_FOUND', `${key} is not a file`);
+    return { handle, path: file, stat };
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
+}
+
+/** The fingerprint of the first `size` bytes of an open file, read in HASH_READ_BYTES pieces. */
+export async function hashFile(handle: fs.promises.FileHandle, size: number): Promise<Buffer> {
+  const hash = sourceHash();
+  const buf = Buffer.allocUnsafe(Math.min(HASH_READ_BYTES, Math.max(1, size)));
+  let at = 0;
+  while (at < size) {
+    const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, size - at), at);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return fingerprintOf(hash);
+}
+
+/** The source of `key`, hashed. SOURCE_NOT_FOUND, EMPTY_SOURCE, SOURCE_TOO_LARGE, INVALID_KEY. */
+export async function readSource(root: string, key: string, maxBytes: number): Promise<Source> {
+  const { handle, path: file, stat } = await openSource(root, key);
+  try {
+    if (stat.size === 0) throw new PixtableError('EMPTY_SOURCE', key);
+    if (stat.size > maxBytes) {
+      throw new PixtableError('SOURCE_TOO_LARGE', `${key} is ${stat.size} bytes, the limit is ${maxBytes}`);
     }
-    const bytes = Buffer.allocUnsafe(st.size);
-    let got = 0;
-    while (got < st.size) {
-      const { bytesRead } = await fh.read(bytes, got, st.size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return sourceOf(file, got === st.size ? bytes : bytes.subarray(0, got), st);
+    return sourceOf(file, await hashFile(handle, stat.size), stat);
   } finally {
-    await fh.close();
+    await handle.close();
   }
 }
 
@@ -64,7 +114,7 @@ export function readSourceSync(root: string, key: string, maxBytes: number): Sou
   try {
     const stat = fs.statSync(file);
     if (stat.size > maxBytes) return undefined;
-    return sourceOf(file, fs.readFileSync(file), stat);
+    return sourceOf(file, fingerprint(fs.readFileSync(file)), stat);
   } catch {
     return undefined;
   }

@@ -1,10 +1,14 @@
-// The upload protocol: a new source is written to `sources/.tmp/<pid>-<ms>-<rand>`, fsynced,
+// The upload protocol: a new source is streamed to `sources/.tmp/<pid>-<ms>-<rand>` (hashed as it
+// goes, so the fingerprint needs no second read), fsynced,
 // decoded from there (libvips reads some formats only from files), and renamed over the source only
 // after every format decoded — so a broken upload changes nothing stored. Writers that died
 // mid-upload leave temp files; the next writer to open removes those of dead processes.
 import fs from 'node:fs';
 import path from 'node:path';
+import { PixtableError, invalidParameter, storageFullOr } from '../errors.js';
 import { uploadsTmpDir } from './layout.js';
+import { fingerprintOf, sourceHash } from './source-bytes.js';
+import { makeParent } from './sources.js';
 
 /** An upload temp file older than this is abandoned even if its pid is alive again (pid reuse). */
 const STALE_UPLOAD_MS = 60 * 60 * 1000;
@@ -41,34 +45,71 @@ export async function removeStaleUploads(sourcesRoot: string): Promise<void> {
 }
 
 /**
- * Writes `bytes` to a fresh temp file, runs `check(tmpPath)` (the decodes), and only if it
- * resolves renames the file over `target`. On any failure the temp file is removed and the
- * error rethrown: the stored source is untouched. Returns check's result and the file's stat.
+ * What an upload's bytes may be: one buffer, or chunks as they arrive (a `Readable` such as an
+ * HTTP request, any async iterable of Buffer/Uint8Array). Chunks are written as they come, so an
+ * upload holds one chunk in memory, not the file.
+ */
+export type UploadBody = Uint8Array | AsyncIterable<Uint8Array>;
+
+/**
+ * Writes `body` to a fresh temp file while hashing it, runs `check(tmpPath)` (the decodes), and
+ * only if it resolves creates the target's directories and renames the file over `target`. On any
+ * failure the temp file is removed and the error rethrown: the stored source is untouched.
+ * EMPTY_SOURCE, SOURCE_TOO_LARGE (more than `maxBytes`, found while streaming), STORAGE_FULL.
+ * Returns check's result, the file's stat and its fingerprint.
  */
 export async function stageUpload<T>(
   sourcesRoot: string,
   target: string,
-  bytes: Buffer,
+  body: UploadBody,
+  maxBytes: number,
   check: (tmpPath: string) => Promise<T>,
-): Promise<{ result: T; stat: fs.Stats }> {
+): Promise<{ result: T; stat: fs.Stats; fp: Buffer }> {
   const dir = uploadsTmpDir(sourcesRoot);
-  await fs.promises.mkdir(dir, { recursive: true });
   const tmp = path.join(dir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   try {
-    const fh = await fs.promises.open(tmp, 'wx');
-    let stat: fs.Stats;
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-      stat = await fh.stat();
-    } finally {
-      await fh.close();
-    }
+    const { stat, fp } = await writeTemp(dir, tmp, body, maxBytes);
     const result = await check(tmp);
+    await makeParent(sourcesRoot, target);
     await fs.promises.rename(tmp, target);
-    return { result, stat };
+    return { result, stat, fp };
   } catch (e) {
     await fs.promises.rm(tmp, { force: true });
     throw e;
+  }
+}
+
+async function writeTemp(
+  dir: string,
+  tmp: string,
+  body: UploadBody,
+  maxBytes: number,
+): Promise<{ stat: fs.Stats; fp: Buffer }> {
+  const hash = sourceHash();
+  let fh: fs.promises.FileHandle | undefined;
+  try {
+    await fs.promises.mkdir(dir, { recursive: true });
+    fh = await fs.promises.open(tmp, 'wx');
+    let size = 0;
+    // One chunk at a time: the next is pulled only when this one is on disk (backpressure).
+    for await (const chunk of body instanceof Uint8Array ? [body] : body) {
+      if (!(chunk instanceof Uint8Array))
+        throw invalidParameter('INVALID_OPTION', 'body chunk', 'a Buffer or Uint8Array', chunk);
+      size += chunk.length;
+      if (size > maxBytes) {
+        throw new PixtableError('SOURCE_TOO_LARGE', `more than ${maxBytes} bytes (decode.maxInputBytes)`);
+      }
+      hash.update(chunk);
+      for (let at = 0; at < chunk.length;) {
+        at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+      }
+    }
+    if (size === 0) throw new PixtableError('EMPTY_SOURCE');
+    await fh.sync();
+    return { stat: await fh.stat(), fp: fingerprintOf(hash) };
+  } catch (e) {
+    throw storageFullOr(e, 'writing the upload temp file');
+  } finally {
+    await fh?.close();
   }
 }

@@ -2,6 +2,8 @@
 // written against the engine's public contract, and tests can drive routes with a stand-in.
 import type { Format } from '../formats.js';
 import type { CacheStats, EntryRef, ImageView, PutResult } from '../types.js';
+import type { SourceFile } from '../engine/source-bytes.js';
+import type { UploadBody } from '../engine/uploads.js';
 
 export interface PixelCache {
   readonly storage: string;
@@ -17,7 +19,8 @@ export interface PixelCache {
   pinRef(ref: EntryRef): boolean;
   unpinRef(ref: EntryRef): void;
   has(format: string, key: string): boolean;
-  put(key: string, bytes: Buffer): Promise<PutResult>;
+  put(key: string, body: UploadBody): Promise<PutResult>;
+  openSource(key: string): Promise<SourceFile>;
   delete(key: string): Promise<boolean>;
   listSources(): Promise<string[]>;
   stats(): CacheStats;

@@ -3,8 +3,7 @@
 // is seen as ".." and refused here, and malformed escapes are a clear 400 — before the engine's
 // own containment checks (which stay the authority on escaping the sources root).
 import { PixtableError } from '../errors.js';
-
-const MAX_KEY_BYTES = 1024;
+import { MAX_KEY_BYTES, MAX_SEGMENT_BYTES } from '../engine/sources.js';
 
 function invalid(detail: string): PixtableError {
   return new PixtableError('INVALID_KEY', detail);
@@ -20,7 +19,13 @@ const PLAIN_KEY =
   /^(?!\.\.?(?:\/|$))[A-Za-z0-9!$&'()*+,;=:@._~-]+(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9!$&'()*+,;=:@._~-]+)*$/;
 
 export function decodeKey(rawPath: string): string {
-  if (rawPath.length <= MAX_KEY_BYTES && PLAIN_KEY.test(rawPath)) return rawPath;
+  // A plain key is ASCII: characters are bytes, so a short one has no segment over the limit.
+  if (
+    rawPath.length <= MAX_KEY_BYTES &&
+    PLAIN_KEY.test(rawPath) &&
+    (rawPath.length <= MAX_SEGMENT_BYTES || segmentsFit(rawPath))
+  )
+    return rawPath;
   if (rawPath === '') throw invalid('the key is empty');
   const segments = rawPath.split('/');
   const out: string[] = [];
@@ -42,7 +47,19 @@ export function decodeKey(rawPath: string): string {
   }
   const key = out.join('/');
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw invalid(`the key is longer than ${MAX_KEY_BYTES} bytes`);
+  if (out.some((seg) => Buffer.byteLength(seg) > MAX_SEGMENT_BYTES))
+    throw invalid(`a path segment is longer than ${MAX_SEGMENT_BYTES} bytes`);
   return key;
+}
+
+function segmentsFit(plain: string): boolean {
+  for (let from = 0; from < plain.length;) {
+    let end = plain.indexOf('/', from);
+    if (end < 0) end = plain.length;
+    if (end - from > MAX_SEGMENT_BYTES) return false;
+    from = end + 1;
+  }
+  return true;
 }
 
 /** Splits a raw request target into the encoded path after `prefix` and the query string. */

@@ -149,6 +149,29 @@ export const putSource = {
   response: { 200: putResult, 201: putResult, ...errors },
 };
 
+export const getSource = {
+  summary: 'Download the original source image',
+  description:
+    'The stored bytes as uploaded. Content-Type from the bytes (image/jpeg, image/png, …, else ' +
+    'application/octet-stream); strong ETag from the source fingerprint (the sourceFingerprint of the upload); ' +
+    'If-None-Match → 304; one byte Range → 206; HEAD for the headers only.',
+  tags: ['sources'],
+  params: { type: 'object', properties: { '*': formatAndKey.properties['*'] } },
+  querystring: { type: 'object', properties: signedQuery },
+  response: {
+    200: {
+      description: 'The original bytes',
+      content: { '*/*': { schema: { type: 'string', format: 'binary' } } },
+    },
+    206: {
+      description: 'One byte range of them',
+      content: { '*/*': { schema: { type: 'string', format: 'binary' } } },
+    },
+    304: { description: 'Not modified', type: 'null' },
+    ...errors,
+  },
+};
+
 export const deleteSource = {
   summary: 'Delete a source and purge its entries in every format',
   tags: ['sources'],

@@ -87,9 +87,10 @@ test('unknown routes are 404 ROUTE_NOT_FOUND; wrong methods 405 with Allow', asy
   assert.equal(r.statusCode, 405);
   assert.equal(r.headers.allow, 'GET, HEAD');
   assert.equal(errorOf(r.body).code, 'METHOD_NOT_ALLOWED');
-  r = await f.app.inject({ method: 'GET', url: '/v1/sources/a.png' });
+  // GET of a source is the original's download now (issue 12 item 22); PATCH stays refused
+  r = await f.app.inject({ method: 'PATCH', url: '/v1/sources/a.png' });
   assert.equal(r.statusCode, 405);
-  assert.equal(r.headers.allow, 'PUT, DELETE');
+  assert.equal(r.headers.allow, 'GET, HEAD, PUT, DELETE');
 });
 
 test('/openapi.json documents every public route', async () => {
@@ -101,6 +102,7 @@ test('/openapi.json documents every public route', async () => {
     ['/v1/formats', 'get'],
     ['/v1/pixels/{format}/{*}', 'get'],
     ['/v1/thumbnails/{format}/{*}', 'get'],
+    ['/v1/sources/{*}', 'get'],
     ['/v1/sources/{*}', 'put'],
     ['/v1/sources/{*}', 'delete'],
     ['/v1/sources', 'get'],

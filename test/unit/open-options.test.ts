@@ -71,6 +71,8 @@ const HTTP_ONLY = [
   'logRequests',
   'fastLane',
   'corsOrigin',
+  // the bound is on the HTTP route that receives bodies; a library caller chooses its own
+  'maxConcurrentUploads',
 ];
 
 function get(o: unknown, dotted: string): unknown {

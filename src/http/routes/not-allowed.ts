@@ -12,7 +12,7 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   '/v1/pixels/:format/*': ['GET', 'HEAD'],
   '/v1/thumbnails/:format/*': ['GET', 'HEAD'],
   '/v1/sources': ['GET', 'HEAD'],
-  '/v1/sources/*': ['PUT', 'DELETE'],
+  '/v1/sources/*': ['GET', 'HEAD', 'PUT', 'DELETE'],
   '/healthz': ['GET', 'HEAD'],
   '/readyz': ['GET', 'HEAD'],
   '/metrics': ['GET', 'HEAD'],
