@@ -1,6 +1,8 @@
 // `npm run bench:http`: pixtable's HTTP hot paths against nginx and against decode-per-request
 // servers, with wrk on loopback. Everything is started here and stopped at the end: pixtable
-// (`pixtable serve`: the writer, plus read-only readers with the fast lane on and off), nginx (temporary prefix and config, one worker, sendfile on),
+// (`pixtable serve`: the writer, plus read-only readers with the fast lane on and off; and
+// `--workers 2`), nginx (temporary prefix and config, one worker — and two for the --workers rows —
+// sendfile on),
 // a sharp-per-request server (what imgproxy/thumbor do; node:cluster, one worker per core) and
 // nginx's image_filter module. Each ratio comes from one run in which both sides are measured back
 // to back, in interleaved one-second slices (see measurePair); the table reports the median of
@@ -59,8 +61,8 @@ function need(cmd: string, pkg: string): void {
   }
 }
 
-function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS): WrkResult {
-  const r = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], {
+function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS, threads = 1): WrkResult {
+  const r = spawnSync('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url], {
     encoding: 'utf8',
   });
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
@@ -111,9 +113,10 @@ async function freePort(): Promise<number> {
  * long measurement per side, in alternating order between runs.
  */
 function measurePair(
-  p: { ours: string; theirs: string; theirConnections?: number },
+  p: { ours: string; theirs: string; theirConnections?: number; threads?: number },
   run: number,
 ): { ours: WrkResult; theirs: WrkResult } {
+  const t = p.threads ?? 1;
   if (p.theirConnections !== undefined) {
     const first = run % 2 === 0;
     const a = first ? wrk(p.ours) : wrk(p.theirs, p.theirConnections);
@@ -124,9 +127,9 @@ function measurePair(
   const theirs: WrkResult[] = [];
   for (let i = 0; i < SECONDS; i++) {
     const oursFirst = (i + run) % 2 === 0;
-    if (oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1));
-    theirs.push(wrk(p.theirs, CONNECTIONS, 1));
-    if (!oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1));
+    if (oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1, t));
+    theirs.push(wrk(p.theirs, CONNECTIONS, 1, t));
+    if (!oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1, t));
   }
   return { ours: combine(ours), theirs: combine(theirs) };
 }
@@ -208,13 +211,16 @@ async function main(): Promise<void> {
       { name: 'bench-256', width: 256, height: 256, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
       { name: 'bench-64', width: 64, height: 64, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
     ]);
-    const pixtable = async (p: number, extra: Record<string, string>) => {
-      const child = spawnOn(0, process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
+    // `cpu`: undefined = unpinned (the multi-process rows use both cores, as wrk does)
+    const pixtable = async (p: number, extra: Record<string, string>, cpu: number | undefined = 0) => {
+      const child = spawnOn(cpu, process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
         env: {
           ...process.env,
           PORT: String(p),
           HOST: '127.0.0.1',
           PIXTABLE_STORAGE: storage,
+          // one process, as before `--workers`; the multi-process rows below set their own
+          PIXTABLE_WORKERS: '1',
           PIXTABLE_FORMATS: formats,
           // nginx below runs with access_log off; the same for us
           PIXTABLE_LOG_REQUESTS: 'false',
@@ -258,14 +264,12 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(html, 'thumb.webp'), webp);
     fs.copyFileSync(source, path.join(html, 'source.jpg'));
     const nport = await freePort();
-    const conf = path.join(ngx, 'nginx.conf');
     const tmp = path.join(ngx, 'tmp');
-    fs.writeFileSync(
-      conf,
+    const nginxConf = (workers: number, listen: number, pid: string) =>
       `${moduleSo ? `load_module ${moduleSo};` : ''}
-worker_processes 1;
+worker_processes ${workers};
 daemon off;
-pid ${ngx}/nginx.pid;
+pid ${pid};
 error_log ${ngx}/logs/error.log warn;
 events { worker_connections 4096; }
 http {
@@ -276,7 +280,7 @@ http {
   default_type application/octet-stream;
   client_body_temp_path ${tmp}; proxy_temp_path ${tmp}; fastcgi_temp_path ${tmp}; uwsgi_temp_path ${tmp}; scgi_temp_path ${tmp};
   server {
-    listen 127.0.0.1:${nport};
+    listen 127.0.0.1:${listen};
     root ${html};
     location /crop/ {
       alias ${html}/;
@@ -284,8 +288,9 @@ http {
     }
   }
 }
-`,
-    );
+`;
+    const conf = path.join(ngx, 'nginx.conf');
+    fs.writeFileSync(conf, nginxConf(1, nport, `${ngx}/nginx.pid`));
     const nginx = spawnOn(0, 'nginx', ['-p', ngx, '-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(nginx);
     const nbase = `http://127.0.0.1:${nport}`;
@@ -339,6 +344,71 @@ http {
     });
     const off64 = `http://127.0.0.1:${oport}/v1/pixels/bench-64/bench/source.jpg`;
 
+    // ---- two workers each, unpinned: pixtable --workers 2 against nginx worker_processes 2 ----
+    // Both use both cores, and so does wrk (-t2): on this 2-core machine the load generator takes
+    // a share of the very cores the servers scale onto, for both sides alike. pixtable's second
+    // storage has a writer of its own (the first server holds the first storage's lock).
+    const n2port = await freePort();
+    const conf2 = path.join(ngx, 'nginx2.conf');
+    fs.writeFileSync(conf2, nginxConf(2, n2port, `${ngx}/nginx2.pid`));
+    children.push(spawn('nginx', ['-p', ngx, '-c', conf2], { stdio: ['ignore', 'inherit', 'inherit'] }));
+    const n2base = `http://127.0.0.1:${n2port}`;
+    await waitFor(`${n2base}/e64`);
+    const wstorage = path.join(dir, 'storage-workers');
+    const workersAt = async (policy: 'none' | 'rr') => {
+      const wp = await freePort();
+      await pixtable(
+        wp,
+        {
+          PIXTABLE_STORAGE: wstorage,
+          PIXTABLE_WORKERS: '2',
+          PIXTABLE_REVALIDATE: 'false',
+          NODE_CLUSTER_SCHED_POLICY: policy,
+        },
+        undefined,
+      );
+      return `http://127.0.0.1:${wp}`;
+    };
+    const wbase = await workersAt('none');
+    const up = await fetch(`${wbase}/v1/sources/bench/source.jpg`, {
+      method: 'PUT',
+      body: fs.readFileSync(source),
+    });
+    if (up.status !== 201) throw new Error(`upload to --workers 2 failed: ${up.status} ${await up.text()}`);
+    const wrr = await workersAt('rr');
+    const single = await freePort();
+    await pixtable(
+      single,
+      { PIXTABLE_STORAGE: wstorage, PIXTABLE_READ_ONLY: 'true', PIXTABLE_REVALIDATE: 'false' },
+      undefined,
+    );
+    const w256 = `${wbase}/v1/pixels/bench-256/bench/source.jpg`;
+    const w64 = `${wbase}/v1/pixels/bench-64/bench/source.jpg`;
+    const wrr64 = `${wrr}/v1/pixels/bench-64/bench/source.jpg`;
+    const one64 = `http://127.0.0.1:${single}/v1/pixels/bench-64/bench/source.jpg`;
+    // 0 wrong bytes: every worker, on connections of their own, serves exactly nginx's file
+    let checked = 0;
+    for (const [u, want] of [
+      [w256, e256],
+      [w64, e64],
+      [wrr64, e64],
+    ] as const) {
+      for (let i = 0; i < 40; i++) {
+        const got = await new Promise<Buffer>((resolve, reject) => {
+          http
+            .get(u, { agent: false }, (res) => {
+              const c: Buffer[] = [];
+              res.on('data', (d: Buffer) => c.push(d));
+              res.on('end', () => resolve(Buffer.concat(c)));
+            })
+            .on('error', reject);
+        });
+        if (!got.equals(want)) throw new Error(`${u}: response ${i} differs from the entry's bytes`);
+        checked++;
+      }
+    }
+    console.log(`--workers 2: ${checked} bodies on fresh connections compared with the entry: 0 wrong bytes`);
+
     // warm every path once (first hits map chunks and fill the encoded-thumbnail cache)
     for (const u of [
       raw256,
@@ -350,6 +420,12 @@ http {
       off64,
       `${nbase}/e256`,
       `${nbase}/thumb.webp`,
+      w256,
+      w64,
+      wrr64,
+      one64,
+      `${n2base}/e64`,
+      `${n2base}/e256`,
     ])
       wrk(u, 4, 1);
 
@@ -363,6 +439,8 @@ http {
       theirConnections?: number;
       /** a reference measurement, not a pixtable path: no target */
       reference?: boolean;
+      /** wrk threads (default 1; 2 for the two-worker rows) */
+      threads?: number;
     }
     const pairs: Pair[] = [
       {
@@ -438,6 +516,40 @@ http {
         against: 'sharp per request (2 workers)',
         target: 100,
         theirConnections: 4,
+      },
+      {
+        name: 'raw 256 KiB, --workers 2 (unpinned, wrk -t2)',
+        ours: w256,
+        theirs: `${n2base}/e256`,
+        against: 'nginx worker_processes 2',
+        target: 1.0,
+        threads: 2,
+      },
+      {
+        name: 'raw 16 KiB, --workers 2 (unpinned, wrk -t2)',
+        ours: w64,
+        theirs: `${n2base}/e64`,
+        against: 'nginx worker_processes 2',
+        target: 1.0,
+        threads: 2,
+      },
+      {
+        name: 'raw 16 KiB, --workers 2',
+        ours: w64,
+        theirs: one64,
+        against: 'one process (unpinned, read-only, wrk -t2)',
+        target: 0,
+        reference: true,
+        threads: 2,
+      },
+      {
+        name: 'raw 16 KiB, --workers 2, kernel distributes',
+        ours: w64,
+        theirs: wrr64,
+        against: 'the same, NODE_CLUSTER_SCHED_POLICY=rr',
+        target: 0,
+        reference: true,
+        threads: 2,
       },
       ...(moduleSo
         ? [

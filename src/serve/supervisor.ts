@@ -75,7 +75,8 @@ export async function superviseServe(o: SupervisorOptions): Promise<number | 'ru
   // the supervisor accepting and passing each one on: a connection passed to a worker that has
   // just died was left hanging, never answered nor closed (Node's round-robin hand-off waits for
   // an acknowledgement that never comes). Measured in bench/http.ts (`--workers 2` rows).
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // Node's own NODE_CLUSTER_SCHED_POLICY=rr still selects round robin (bench/http.ts compares).
+  if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
     args: ['serve', ...o.args],
@@ -195,6 +196,8 @@ export async function superviseServe(o: SupervisorOptions): Promise<number | 'ru
       // empty: --read-only, no writer; each worker serves what is cached, as one process would
       PIXTABLE_SERVE_SOCKET: writer ? socketPath : '',
       PIXTABLE_SERVE_WORKER: place.worker,
+      // the relay of src/cli/threadpool.ts is this process's parent, not theirs
+      PIXTABLE_THREADPOOL_CHILD: '',
     });
     place.proc = w;
     place.ready = false;
@@ -217,7 +220,8 @@ export async function superviseServe(o: SupervisorOptions): Promise<number | 'ru
       if (place.role === 'writer') broadcastWriter();
       if (shutting) return;
       if (starting) {
-        startFailed?.(code ?? 1);
+        // one that ended before it listened failed, whatever its status says
+        startFailed?.(code ? code : 1);
         return;
       }
       const lived = Date.now() - place.startedAt;
