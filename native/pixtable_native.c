@@ -7,7 +7,7 @@
 //    the reader table by locking one byte of it; the kernel drops the lock when the process dies
 //    (LMDB's reader table does the same with fcntl locks), which is how dead readers are found;
 //  - sequentially consistent atomics on mapped memory shared between processes (the reader
-//    table's pin counts and recycle marks). JavaScript's Atomics are specified for
+//    table's pin counts and recycle marks, the key map's record generations and buckets). JavaScript's Atomics are specified for
 //    SharedArrayBuffers only; a mapping is an external, non-shared ArrayBuffer, so the ordering
 //    between processes is made explicit here with C11 atomics and full fences.
 // Errors are thrown with `code` set to the errno name, like Node's own fs errors.
@@ -202,6 +202,21 @@ static napi_value atomic_store_fn(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// atomicLoad(buf, offset) -> the u32 at offset, loaded sequentially consistent after a full fence.
+// The key map's readers bracket a record's key bytes with two of these (a seqlock on the
+// record's generation), so neither the compiler nor the CPU moves their reads outside it.
+static napi_value atomic_load_fn(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  _Atomic uint32_t *w = word_at(env, argv[0], argv[1], "atomicLoad(buf: Buffer, offset: number)");
+  if (w == NULL) return NULL;
+  atomic_thread_fence(memory_order_seq_cst);
+  uint32_t value = atomic_load_explicit(w, memory_order_seq_cst);
+  napi_value result;
+  napi_create_uint32(env, value, &result);
+  return result;
+}
+
 // firstNonZero(buf, offset, stride, count) -> the first i < count whose u32 at offset + i*stride
 // is non-zero (sequentially consistent loads after a full fence), or -1. The writer's scan of one
 // slot's pin count across every reader record, in one call.
@@ -244,6 +259,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unlockByte", NULL, unlock_byte, NULL, NULL, NULL, napi_enumerable, NULL},
       {"atomicStore", NULL, atomic_store_fn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"firstNonZero", NULL, first_non_zero, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"atomicLoad", NULL, atomic_load_fn, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -17,6 +17,8 @@ export interface NativeAddon {
   byteLocked(fd: number, offset: number): boolean;
   /** Sequentially consistent store of the u32 at `offset` (4-aligned) of a mapping, then a full fence. */
   atomicStore(buf: Buffer, offset: number, value: number): void;
+  /** After a full fence, a sequentially consistent load of the u32 at `offset` (4-aligned) of a mapping. */
+  atomicLoad(buf: Buffer, offset: number): number;
   /** After a full fence, the first i < count whose u32 at offset + i × stride is non-zero, or -1. */
   firstNonZero(buf: Buffer, offset: number, stride: number, count: number): number;
 }

@@ -1,0 +1,115 @@
+// Read-only caches over the writer's key map (src/engine/key-map.ts through FormatStore): they
+// never replay the index log, see what the writer writes and deletes at once, and follow a writer
+// that rebuilt the map (every writer open) or the whole table.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ImageCache, type FormatSpec } from '../../src/index.js';
+import { segmentFile, tableDir, tablesDir } from '../../src/engine/layout.js';
+import { solidPng, withCache } from '../helpers/fixtures.js';
+
+const FMT: FormatSpec[] = [{ name: 's', width: 8, height: 8, pixelFormat: 'rgba8', maxCount: 8 }];
+const quiet = { warn() {} };
+
+const reader = (storage: string) =>
+  ImageCache.open({ storage, formats: FMT, readOnly: true, revalidate: false, logger: quiet });
+
+function red(cache: ImageCache, key: string): number | undefined {
+  const v = cache.peek('s', key);
+  if (v === undefined) return undefined;
+  try {
+    return v.pixels[0];
+  } finally {
+    v.release();
+  }
+}
+
+test('a reader sees an entry the moment the writer wrote it, and a delete the moment it is done', async () => {
+  await withCache(FMT, async (w, storage) => {
+    const r = await reader(storage);
+    try {
+      assert.equal(red(r, 'a.png'), undefined);
+      await w.put('a.png', await solidPng(8, 8, [10, 0, 0]));
+      // no poll, no retry: the very next lookup finds it
+      const t0 = performance.now();
+      const seen = red(r, 'a.png');
+      const delayUs = (performance.now() - t0) * 1000;
+      assert.equal(seen, 10, 'visible at once');
+      const ref = r.peekRef('s', 'a.png')!;
+      assert.equal(r.current(ref), true);
+      await w.put('a.png', await solidPng(8, 8, [20, 0, 0]));
+      assert.equal(r.current(ref), false, 'the rewrite is seen by the held ref');
+      assert.equal(red(r, 'a.png'), 20);
+      const ref2 = r.peekRef('s', 'a.png')!;
+      assert.equal(await w.delete('a.png'), true);
+      assert.equal(red(r, 'a.png'), undefined, 'a deleted entry is not served by a reader');
+      assert.equal(r.has('s', 'a.png'), false);
+      assert.equal(r.current(ref2), false, 'nor through a ref it holds');
+      assert.equal(r.stats().formats[0]!.entries, 0);
+      console.log(`first lookup after the write: ${delayUs.toFixed(0)} µs (it verifies the entry's CRC)`);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+test('a reader never replays the index log: it opens and serves from the key map alone', async () => {
+  await withCache(FMT, async (w, storage) => {
+    for (const [k, c] of [
+      ['a.png', 30],
+      ['b.png', 40],
+    ] as const)
+      await w.put(k, await solidPng(8, 8, [c, 0, 0]));
+    await w.flush();
+    // the log made unreadable as a log: a replaying reader would see an empty index
+    const log = path.join(tableDir(tablesDir(storage), 's'), 'index.log');
+    const fd = fs.openSync(log, 'r+');
+    fs.writeSync(fd, Buffer.alloc(16), 0, 16, 0);
+    fs.closeSync(fd);
+    const r = await reader(storage);
+    try {
+      assert.equal(red(r, 'a.png'), 30);
+      assert.equal(red(r, 'b.png'), 40);
+      assert.equal(r.stats().formats[0]!.entries, 2);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+test('a reader follows a writer that restarted (the map rebuilt) and one that rebuilt its table', async () => {
+  await withCache(FMT, async (w0, storage) => {
+    await w0.put('a.png', await solidPng(8, 8, [50, 0, 0]));
+    await w0.put('b.png', await solidPng(8, 8, [60, 0, 0]));
+    await w0.close();
+    const r = await reader(storage);
+    let w: ImageCache | undefined;
+    try {
+      assert.equal(red(r, 'a.png'), 50);
+      // restart: the new writer rebuilds the map from the log and retires the old file
+      w = await ImageCache.open({ storage, formats: FMT, sync: 'none', logger: quiet });
+      await w.delete('b.png');
+      await w.put('c.png', await solidPng(8, 8, [70, 0, 0]));
+      assert.equal(red(r, 'c.png'), 70, 'written after the restart');
+      assert.equal(red(r, 'b.png'), undefined, 'deleted after the restart');
+      assert.equal(red(r, 'a.png'), 50, 'kept across it');
+      await w.close();
+      // a damaged table: the next writer starts a new one (new table id) and a new map
+      const seg = segmentFile(tableDir(tablesDir(storage), 's'), 0);
+      const fd = fs.openSync(seg, 'r+');
+      fs.writeSync(fd, Buffer.from('XXXX'), 0, 4, 0);
+      fs.closeSync(fd);
+      w = await ImageCache.open({ storage, formats: FMT, sync: 'none', logger: quiet });
+      await w.put('d.png', await solidPng(8, 8, [80, 0, 0]));
+      r.peek('s', 'zzz'); // the reader notices the new map within a few ms
+      await new Promise((res) => setTimeout(res, 20));
+      assert.equal(red(r, 'd.png'), 80, 'an entry of the new table');
+      assert.equal(red(r, 'a.png'), undefined, 'the old table is gone');
+      assert.equal(r.stats().formats[0]!.entries, 1);
+    } finally {
+      await w?.close();
+      await r.close();
+    }
+  });
+});
