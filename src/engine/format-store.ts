@@ -49,7 +49,7 @@ const KEYS_RETRY_MS = 5;
  * A reader's ETag and fingerprint strings are cached for this many slots (direct-mapped by slot
  * number, a power of two), not one per entry; a slot whose place another took builds them again.
  */
-const NAMES_CACHED = 4096;
+const NAMES_CACHED = 8192;
 
 /** What a reader's book reads before it has a key map: nothing is live. */
 const NO_KEYS = {
@@ -108,6 +108,9 @@ export class FormatStore {
   private readonly recentNames = new Array<(EntryNames & { slot: number; gen: number }) | undefined>(
     NAMES_CACHED,
   );
+  /** readers: the last lookup's key and the slot it found at verifiedGen (acquire's fast path) */
+  private lastKey: string | undefined;
+  private lastSlot = -1;
   /** readers: damaged entries already reported (slot → generation), so each is said once */
   private readonly reported = new Map<number, number>();
   private nextGen = 1;
@@ -302,7 +305,12 @@ export class FormatStore {
       const s = keys.find(key);
       if (s < 0) return -1;
       const gen = keys.foundGen;
-      if (this.verifiedGen[s] === gen) return this.table.trailerMatches(s, gen) ? s : -1;
+      if (this.verifiedGen[s] === gen) {
+        if (!this.table.trailerMatches(s, gen)) return -1;
+        this.lastSlot = s;
+        this.lastKey = key;
+        return s;
+      }
       const check = this.table.checkEntry(s, gen, fingerprint(key));
       if (!check.ok) {
         if (keys.generation[s] !== gen) continue; // recycled while checked: look the key up again
@@ -314,9 +322,13 @@ export class FormatStore {
       book.height[s] = check.height;
       this.table.readSourceFp(s, book.sourceFp, s * 16);
       book.keyOf[s] = key;
-      book.statSig.fill(0, s * 3, s * 3 + 3);
+      const sig = book.statSig;
+      // written only when set before: a zero page read stays shared, a written one is private
+      if (sig[s * 3] !== 0 || sig[s * 3 + 1] !== 0 || sig[s * 3 + 2] !== 0) sig.fill(0, s * 3, s * 3 + 3);
       book.checkedAt[s] = -Infinity;
       this.verifiedGen[s] = gen;
+      this.lastSlot = s;
+      this.lastKey = key;
       return s;
     }
     return -1;
@@ -342,14 +354,14 @@ export class FormatStore {
     const at = s & (NAMES_CACHED - 1);
     const cached = this.recentNames[at];
     if (cached !== undefined && cached.slot === s && cached.gen === gen) return cached;
-    const named = { slot: s, gen, ...this.nameSlot(s, gen) };
+    const fpHex = this.book.sourceFp.toString('hex', s * 16, s * 16 + 16);
+    const named = { slot: s, gen, fpHex, etag: this.etagOf(fpHex, gen) };
     this.recentNames[at] = named;
     return named;
   }
 
-  private nameSlot(s: number, gen: number): EntryNames {
-    const fpHex = this.book.sourceFp.toString('hex', s * 16, s * 16 + 16);
-    return { fpHex, etag: `"${fpHex}-${this.format.name}-${gen}"` };
+  private etagOf(fpHex: string, gen: number): string {
+    return `"${fpHex}-${this.format.name}-${gen}"`;
   }
 
   /**
@@ -369,10 +381,11 @@ export class FormatStore {
    * Pins slot `s` in this process and, read-only, in the reader table, so that the writer in
    * another process leaves it alone; then re-checks that it still holds the generation this
    * process verified for `key` (once the pin is published the writer cannot start rewriting it;
-   * a generation is one slot's one entry, so its key is the one verified). False (nothing pinned)
-   * when it does not. One acquire, one release().
+   * a generation is one slot's one entry, so its key is the one verified). `key`: the key the
+   * caller looked up, undefined when it already compared the generation with its own (a ref's).
+   * False (nothing pinned) when it does not. One acquire, one release().
    */
-  acquire(s: number, key: string): boolean {
+  acquire(s: number, key: string | undefined): boolean {
     const book = this.book;
     const held = this.held;
     if (this.ctx.readOnly) {
@@ -381,9 +394,12 @@ export class FormatStore {
         return false;
       }
       const gen = this.verifiedGen[s]!;
+      const keys = this.keys;
       if (
-        book.keyOf[s] !== key ||
-        this.keys?.generationNow(s) !== gen ||
+        keys === null ||
+        keys.generationNow(s) !== gen ||
+        // (a caller that awaited since its lookup may find the slot verified again, for another key)
+        (key !== undefined && !(s === this.lastSlot && key === this.lastKey) && !keys.holds(s, key, gen)) ||
         !this.table.trailerMatches(s, gen)
       ) {
         this.release(s, undefined);
@@ -408,7 +424,7 @@ export class FormatStore {
     const s = r.slot;
     if (!r.live || book.state[s] !== LIVE || book.generation[s] !== r.generation) return false;
     if (this.ctx.readOnly && this.verifiedGen[s] !== r.generation) return false;
-    return this.acquire(s, r.key);
+    return this.acquire(s, undefined);
   }
 
   /** The ref of verified slot `s`: the same object until the entry is rewritten or unmapped. */
@@ -446,7 +462,8 @@ export class FormatStore {
 
   /** Caches the strings every view of slot `s` shares (its sourceFp must be current). Writers. */
   private describe(s: number): void {
-    this.book.names[s] = this.nameSlot(s, this.book.generation[s]!);
+    const fpHex = this.book.sourceFp.toString('hex', s * 16, s * 16 + 16);
+    this.book.names[s] = { fpHex, etag: this.etagOf(fpHex, this.book.generation[s]!) };
   }
 
   // ---- writing --------------------------------------------------------------------------------

@@ -176,6 +176,9 @@ export class KeyMap {
   private keyLen!: Uint32Array;
   private buckets!: Uint32Array;
   private mask = 0;
+  /** what keyFind needs of the layout, and where it leaves the generation it found */
+  private readonly geometry = Buffer.alloc(32);
+  private readonly found = Buffer.alloc(4);
   /** writer: first free byte of the key area, buckets not empty (live + tombstones), live count */
   private keyEnd = 0;
   private used = 0;
@@ -202,6 +205,8 @@ export class KeyMap {
     this.keyLen = new Uint32Array(ab, at + g.lenAt, g.capacity);
     this.buckets = new Uint32Array(ab, at + g.bucketsAt, g.buckets);
     this.mask = g.buckets - 1;
+    const geo = [g.capacity, this.mask, g.genAt, g.offAt, g.lenAt, g.bucketsAt, g.keysAt, g.keyBytes];
+    geo.forEach((v, i) => this.geometry.writeUInt32LE(v, i * 4));
   }
 
   get capacity(): number {
@@ -311,36 +316,26 @@ export class KeyMap {
   /**
    * The slot whose live record holds exactly `key` (its generation in `foundGen`), or -1. Every
    * candidate's key bytes are compared between two sequentially consistent loads of its
-   * generation; a record rewritten meanwhile is looked at again.
+   * generation; a record rewritten meanwhile is looked at again. In the native addon, as one call:
+   * in JavaScript the hash, the probe and the three atomic loads cost several times more (and the
+   * hash must stay the one `hashBytes` computes here for the writer).
    */
   find(key: string): number {
+    const s = native.keyFind(this.map, this.geometry, key, this.found);
+    this.foundGen = s < 0 ? 0 : this.found.readUInt32LE(0);
+    return s;
+  }
+
+  /** Whether slot `s`'s record holds exactly `key` at generation `generation` right now. */
+  holds(s: number, key: string, generation: number): boolean {
     const len = this.encode(key);
-    if (len < 0) return -1;
-    const b = this.buckets;
-    const cap = this.g.capacity;
-    const genAt = this.g.genAt;
-    const map = this.map;
-    let i = hashBytes(this.scratch, 0, len) & this.mask;
-    let again = 0;
-    for (let n = 0; n <= this.mask; n++, i = (i + 1) & this.mask) {
-      const v = b[i]!;
-      if (v === EMPTY) return -1;
-      if (v === TOMBSTONE || v > cap) continue;
-      const s = v - 1;
-      const g1 = native.atomicLoad(map, genAt + s * 4);
-      if (g1 === 0 || !this.holdsScratch(s, len)) continue;
-      if (native.atomicLoad(map, genAt + s * 4) !== g1) {
-        // rewritten while compared: this bucket again, a bounded number of times
-        if (++again < 8) {
-          n--;
-          i = (i - 1) & this.mask;
-        }
-        continue;
-      }
-      this.foundGen = g1;
-      return s;
-    }
-    return -1;
+    if (len < 0 || s < 0 || s >= this.g.capacity || generation === 0) return false;
+    const at = this.g.genAt + s * 4;
+    return (
+      native.atomicLoad(this.map, at) === generation &&
+      this.holdsScratch(s, len) &&
+      native.atomicLoad(this.map, at) === generation
+    );
   }
 
   /** Slot `s`'s generation, a sequentially consistent load (0: no entry). */
