@@ -314,6 +314,7 @@ export class FormatStore {
       const check = this.table.checkEntry(s, gen, fingerprint(key));
       if (!check.ok) {
         if (keys.generation[s] !== gen) continue; // recycled while checked: look the key up again
+        if (this.readers?.marked(s)) return -1; // being rewritten: gone for now, not damaged
         this.reportDamaged(s, gen, key, check.problem ?? 'damaged');
         return -1;
       }
@@ -410,9 +411,9 @@ export class FormatStore {
     return true;
   }
 
-  /** Undoes acquire(s); `book`: the one the pin was taken in (a reader's replay replaces it). */
+  /** Undoes acquire(s); `book`: the one the pin was taken in (a reader moving to a rebuilt table replaces it). */
   release(s: number, book: SlotBook | undefined): void {
-    // a reader's replay may have replaced the book since: its pin count starts afresh at 0
+    // a reader's book replaced since (the table was rebuilt) counts its pins afresh from 0
     if (book !== undefined && book.pins[s]! > 0) book.unpin(s);
     const held = this.held;
     if (held !== undefined && (held[s] = held[s]! - 1) === 0) this.readers!.unpin(s);

@@ -113,3 +113,52 @@ test('a reader follows a writer that restarted (the map rebuilt) and one that re
     }
   });
 });
+
+test('a reader looking a key up while the writer rewrites it finds it gone for now, not damaged', async () => {
+  await withCache(FMT, async (w, storage) => {
+    const warnings: string[] = [];
+    // Each reader's first look at an entry is the one that checks it whole: 32 readers look first
+    // at 32 consecutive event-loop turns of the rewrite, a later stretch of turns each round.
+    const readers = await Promise.all(
+      Array.from({ length: 32 }, () =>
+        ImageCache.open({
+          storage,
+          formats: FMT,
+          readOnly: true,
+          revalidate: false,
+          logger: { warn: (m) => warnings.push(m) },
+        }),
+      ),
+    );
+    const turn = () => new Promise((res) => setImmediate(res));
+    try {
+      let turns = 0;
+      await w.put('probe.png', await solidPng(8, 8, [1, 0, 0]));
+      const probe = w.put('probe.png', await solidPng(8, 8, [2, 0, 0])).then(() => (turns = -turns));
+      while (turns >= 0 && turns < 100_000) {
+        turns++;
+        await turn();
+      }
+      await probe;
+      const span = Math.max(32, -turns); // event-loop turns a rewrite takes here
+      let missesInFlight = 0;
+      for (let round = 0; round < 40 && missesInFlight === 0; round++) {
+        const key = `k${round}.png`;
+        await w.put(key, await solidPng(8, 8, [round, 0, 0]));
+        const put = w.put(key, await solidPng(8, 8, [round + 100, 0, 0]));
+        const start = (round * 32) % span;
+        for (let t = 0; t < start + 32; t++) {
+          if (t >= start && !readers[t - start]!.has('s', key)) missesInFlight++;
+          await turn();
+        }
+        await put;
+        for (const r of readers) assert.equal(red(r, key), round + 100);
+      }
+      assert.ok(missesInFlight > 0, 'no first look landed inside a rewrite (the test saw nothing)');
+      assert.deepEqual(warnings, [], 'nothing reported as damaged');
+      for (const r of readers) assert.equal(r.stats().formats[0]!.dropped, 0);
+    } finally {
+      for (const r of readers) await r.close();
+    }
+  });
+});
