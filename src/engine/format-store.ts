@@ -207,9 +207,9 @@ export class FormatStore {
   }
 
   /**
-   * Readers: opens the key map at its path. One of another table (the writer rebuilt the table,
-   * or is about to) has the table reopened, once per table id seen; if the table still differs,
-   * the map is not used.
+   * Readers: opens the key map at its path. One of another table (the writer rebuilt the table)
+   * has the table reopened, once per table id seen; if the table still differs, the map is not
+   * used and the reader serves nothing of that table.
    */
   private openKeys(): void {
     const fresh = KeyMap.openReader(this.keysPath, this.format.maxCount);
@@ -221,10 +221,10 @@ export class FormatStore {
     }
     const seen = this.keysTableSeen;
     this.keysTableSeen = fresh.tableId;
-    if (seen === undefined || !seen.equals(fresh.tableId)) {
-      this.table.close();
-      this.table.open();
-    }
+    // (the writer rebuilds the table before the map: a map of a new table finds it in place)
+    if (seen !== undefined && seen.equals(fresh.tableId)) return;
+    this.table.close();
+    this.table.open();
     // another table: every slot this process verified, named or reported belongs to the old one
     this.verifiedGen = new Uint32Array(this.format.maxCount);
     this.recentNames.fill(undefined);
