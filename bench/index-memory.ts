@@ -1,10 +1,12 @@
-// `npm run bench:index`: what a reading process pays per entry for the index, today. For 1,000,
-// 20,000 and 100,000 entries (16×16 gray8), a fresh read-only process opens the storage and
-// reports its private memory (smaps_rollup Private_* after a GC, the table mappings excluded, so
-// shared page-cache pixels do not count), the time the open took (index replay), and the steady
-// cost of a hit (`peek()` over random keys, release included). The baseline in the same run is
-// the same process before it opened anything. Issue 13's target for a worker: private memory that
-// does not grow with the entry count (≤ 64 B per entry).
+// `npm run bench:index`: what a reading process pays per entry for the index. For 1,000, 20,000
+// and 100,000 entries (16×16 gray8), a fresh read-only process opens the storage and reports its
+// private memory (smaps Private_* after a GC, the mappings of tables/ excluded — segments, key
+// map, reader table — so shared page-cache pages do not count), the time the open took, and the
+// steady cost of a hit over random keys (`peek()` and `get()`, release included). The baseline
+// in the same run is the same process before it opened anything. Issue 13's target for a worker:
+// private memory that does not grow with the entry count (≤ 64 B per entry). Then, per count,
+// how soon an entry the writer wrote is visible to a read-only cache (the key map is shared:
+// the first lookup after the write's promise resolved should find it).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -43,9 +45,63 @@ const rounds = 200_000;
 t = performance.now();
 for (let i = 0; i < rounds; i++) cache.peek('tiny', keys[i & 4095])?.release();
 const peekUs = ((performance.now() - t) * 1000) / rounds;
-process.stdout.write(JSON.stringify({ before, opened, touched, openMs, peekUs }) + '\\n');
+const getRounds = 50_000;
+t = performance.now();
+for (let i = 0; i < getRounds; i++) (await cache.get('tiny', keys[i & 4095])).release();
+const getUs = ((performance.now() - t) * 1000) / getRounds;
+process.stdout.write(JSON.stringify({ before, opened, touched, openMs, peekUs, getUs }) + '\\n');
 await cache.close();
 `;
+
+/**
+ * Writes `rounds` new entries with a read-only cache open beside the writer; per write, the
+ * lookups the reader needed once the write resolved (1 = at once) and how long they took.
+ */
+async function visibility(
+  storage: string,
+  formats: FormatSpec[],
+  png: Buffer,
+  rounds: number,
+): Promise<{ atOnce: number; maxLookups: number; medianUs: number }> {
+  const sources = path.join(storage, 'sources');
+  for (let i = 0; i < rounds; i++) fs.writeFileSync(path.join(sources, `v${i}`), png);
+  const writer = await ImageCache.open({ storage, formats, sync: 'none', logger: { warn() {} } });
+  const reader = await ImageCache.open({
+    storage,
+    formats,
+    readOnly: true,
+    revalidate: false,
+    logger: { warn() {} },
+  });
+  const us: number[] = [];
+  let atOnce = 0;
+  let maxLookups = 0;
+  try {
+    for (let i = 0; i < rounds; i++) {
+      await writer.ingest(`v${i}`);
+      const t = performance.now();
+      let lookups = 0;
+      for (;;) {
+        lookups++;
+        const v = reader.peek('tiny', `v${i}`);
+        if (v !== undefined) {
+          v.release();
+          break;
+        }
+        if (lookups >= 10_000) throw new Error(`v${i} not visible after ${lookups} lookups`);
+        await new Promise((r) => setImmediate(r));
+      }
+      us.push((performance.now() - t) * 1000);
+      if (lookups === 1) atOnce++;
+      maxLookups = Math.max(maxLookups, lookups);
+    }
+  } finally {
+    await reader.close();
+    await writer.close();
+  }
+  us.sort((a, b) => a - b);
+  return { atOnce, maxLookups, medianUs: us[us.length >> 1]! };
+}
 
 function probe(storage: string, formats: FormatSpec[], n: number): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
@@ -75,14 +131,16 @@ async function main() {
       .join(' ')}`,
   );
   console.log(
-    '| entries | private after open | per entry | after touching all | per entry | open (replay) | peek() |',
+    '| entries | private after open | per entry | after touching all | per entry | open | peek() | get() |',
   );
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|');
+  const seen: string[] = [];
   for (const n of COUNTS) {
     const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'pixtable-index-'));
     try {
+      const VISIBILITY_ROUNDS = 200;
       const formats: FormatSpec[] = [
-        { name: 'tiny', width: 16, height: 16, pixelFormat: 'gray8', maxCount: n },
+        { name: 'tiny', width: 16, height: 16, pixelFormat: 'gray8', maxCount: n + VISIBILITY_ROUNDS },
       ];
       const sources = path.join(storage, 'sources');
       fs.mkdirSync(sources, { recursive: true });
@@ -101,12 +159,19 @@ async function main() {
       const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
       console.log(
         `| ${n} | ${kib(opened)} | ${(opened / n).toFixed(0)} B | ${kib(touched)} | ${(touched / n).toFixed(0)} B | ` +
-          `${r.openMs!.toFixed(0)} ms | ${r.peekUs!.toFixed(2)} µs |`,
+          `${r.openMs!.toFixed(0)} ms | ${r.peekUs!.toFixed(2)} µs | ${r.getUs!.toFixed(2)} µs |`,
+      );
+      const v = await visibility(storage, formats, png, VISIBILITY_ROUNDS);
+      seen.push(
+        `${n} entries: ${v.atOnce}/${VISIBILITY_ROUNDS} written entries visible to the reader's first lookup ` +
+          `after the write resolved (at most ${v.maxLookups} lookups), median ${v.medianUs.toFixed(0)} µs`,
       );
     } finally {
       fs.rmSync(storage, { recursive: true, force: true });
     }
   }
+  console.log('');
+  for (const line of seen) console.log(`- visibility, ${line}`);
 }
 
 await main();

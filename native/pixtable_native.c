@@ -7,7 +7,7 @@
 //    the reader table by locking one byte of it; the kernel drops the lock when the process dies
 //    (LMDB's reader table does the same with fcntl locks), which is how dead readers are found;
 //  - sequentially consistent atomics on mapped memory shared between processes (the reader
-//    table's pin counts and recycle marks). JavaScript's Atomics are specified for
+//    table's pin counts and recycle marks, the key map's record generations and buckets). JavaScript's Atomics are specified for
 //    SharedArrayBuffers only; a mapping is an external, non-shared ArrayBuffer, so the ordering
 //    between processes is made explicit here with C11 atomics and full fences.
 // Errors are thrown with `code` set to the errno name, like Node's own fs errors.
@@ -202,6 +202,90 @@ static napi_value atomic_store_fn(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// atomicLoad(buf, offset) -> the u32 at offset, loaded sequentially consistent after a full fence.
+// The key map's readers bracket a record's key bytes with two of these (a seqlock on the
+// record's generation), so neither the compiler nor the CPU moves their reads outside it.
+static napi_value atomic_load_fn(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  _Atomic uint32_t *w = word_at(env, argv[0], argv[1], "atomicLoad(buf: Buffer, offset: number)");
+  if (w == NULL) return NULL;
+  atomic_thread_fence(memory_order_seq_cst);
+  uint32_t value = atomic_load_explicit(w, memory_order_seq_cst);
+  napi_value result;
+  napi_create_uint32(env, value, &result);
+  return result;
+}
+
+// keyFind(map, geometry, key, out) -> the slot whose live record in the key map (src/engine/
+// key-map.ts) holds exactly `key`'s UTF-8 bytes, or -1; out[0] := that record's generation. One
+// call for what would otherwise be a dozen: hash, linear probe, and for each candidate the
+// seqlock read of its record (generation, then length, offset and bytes, then the generation
+// again; a record rewritten in between is looked at again, a bounded number of times).
+// geometry: u32 [capacity, mask, genAt, offAt, lenAt, bucketsAt, keysAt, keyBytes].
+#define KEY_MAX 4096
+static napi_value key_find(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  void *data, *geo_data, *out_data;
+  size_t len, geo_len, out_len;
+  // (on the stack: worker threads may look up at the same time) A key cut short by the buffer
+  // is still longer than KEY_MAX (N-API stops at most 3 bytes short of it), so never matched.
+  char key[KEY_MAX + 8];
+  size_t key_len;
+  if (napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &geo_data, &geo_len) != napi_ok || geo_len < 32 ||
+      napi_get_buffer_info(env, argv[3], &out_data, &out_len) != napi_ok || out_len < 4 ||
+      ((uintptr_t)data & 3) != 0 || ((uintptr_t)geo_data & 3) != 0 || ((uintptr_t)out_data & 3) != 0 ||
+      napi_get_value_string_utf8(env, argv[2], key, sizeof key, &key_len) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "keyFind(map: Buffer, geometry: Buffer, key: string, out: Buffer)");
+    return NULL;
+  }
+  const uint32_t *g = (const uint32_t *)geo_data;
+  uint32_t cap = g[0], mask = g[1];
+  uint64_t gen_at = g[2], off_at = g[3], len_at = g[4], buckets_at = g[5], keys_at = g[6], key_bytes = g[7];
+  int64_t found = -1;
+  napi_value result;
+  if (key_len > KEY_MAX || keys_at + key_bytes > len || buckets_at + ((uint64_t)mask + 1) * 4 > len ||
+      len_at + (uint64_t)cap * 4 > len || gen_at + (uint64_t)cap * 4 > len || off_at + (uint64_t)cap * 4 > len) {
+    napi_create_int64(env, -1, &result);
+    return result;
+  }
+  char *m = (char *)data;
+  uint32_t h = 0x811c9dc5u;
+  for (size_t i = 0; i < key_len; i++) h = (h ^ (uint8_t)key[i]) * 0x01000193u;
+  _Atomic uint32_t *buckets = (_Atomic uint32_t *)(m + buckets_at);
+  _Atomic uint32_t *gens = (_Atomic uint32_t *)(m + gen_at);
+  volatile const uint32_t *offs = (const uint32_t *)(m + off_at);
+  volatile const uint32_t *lens = (const uint32_t *)(m + len_at);
+  uint32_t i = h & mask;
+  int again = 0;
+  for (uint64_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+    uint32_t v = atomic_load_explicit(&buckets[i], memory_order_seq_cst);
+    if (v == 0) break;
+    if (v == 0xffffffffu || v > cap) continue;
+    uint32_t s = v - 1;
+    uint32_t g1 = atomic_load_explicit(&gens[s], memory_order_seq_cst);
+    if (g1 == 0) continue;
+    uint32_t l = lens[s], off = offs[s];
+    int same = l == key_len && (uint64_t)off + l <= key_bytes && memcmp(m + keys_at + off, key, l) == 0;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&gens[s], memory_order_seq_cst) != g1) {
+      if (++again < 8) {
+        n--;
+        i = (i - 1) & mask;
+      }
+      continue;
+    }
+    if (!same) continue;
+    ((uint32_t *)out_data)[0] = g1;
+    found = s;
+    break;
+  }
+  napi_create_int64(env, found, &result);
+  return result;
+}
+
 // firstNonZero(buf, offset, stride, count) -> the first i < count whose u32 at offset + i*stride
 // is non-zero (sequentially consistent loads after a full fence), or -1. The writer's scan of one
 // slot's pin count across every reader record, in one call.
@@ -244,6 +328,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unlockByte", NULL, unlock_byte, NULL, NULL, NULL, napi_enumerable, NULL},
       {"atomicStore", NULL, atomic_store_fn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"firstNonZero", NULL, first_non_zero, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"atomicLoad", NULL, atomic_load_fn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"keyFind", NULL, key_find, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

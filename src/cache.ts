@@ -212,10 +212,10 @@ export class ImageCache {
   }
 
   /**
-   * Read-only caches: applies what the writer appended to the indexes since this one last looked,
-   * so a key the writer deleted or replaced a moment ago is answered as the writer would answer it.
-   * (Lookups do this by themselves on a miss; `serve --workers N` calls it after every write.)
-   * A writable cache is always current: nothing to do.
+   * Read-only caches: look at the writer's latest index state now. Lookups read the writer's key
+   * map as it changes, so this matters only right after the writer rebuilt the map (a restart,
+   * growth), which a lookup otherwise notices within 5 ms; `serve --workers N` calls it on every
+   * worker after each write and after a writer restart. A writable cache is always current.
    */
   refresh(): void {
     this.assertOpen();

@@ -275,23 +275,6 @@ export class IndexLog {
     await new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
   }
 
-  /**
-   * Read-only openers: records a writer appended since the last look, or null when the writer
-   * grew or compacted the log (a new file): then the caller replays from scratch.
-   */
-  poll(): IndexRecord[] | null {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(this.path);
-    } catch {
-      return null;
-    }
-    if (st.ino !== fs.fstatSync(this.fd).ino || st.size !== this.map.length) return null;
-    const r = scan(this.map, this.end, false);
-    this.end = r.end;
-    return r.records;
-  }
-
   close(): void {
     if (this.writable) this.flush();
     fs.closeSync(this.fd);

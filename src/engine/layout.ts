@@ -42,6 +42,15 @@ export function readersFile(tables: string, format: string): string {
   return path.join(tables, `${format}.readers`);
 }
 
+/**
+ * `storage/tables/<format>.keys`: the format's key map (key → slot, mapped by every process),
+ * beside the table directory, not in it: a writer that rebuilds the table must still find the
+ * old map to retire it.
+ */
+export function keysFile(tables: string, format: string): string {
+  return path.join(tables, `${format}.keys`);
+}
+
 /** `storage/tables/<format>/index.log`: the format's key → slot log. */
 export function indexFile(table: string): string {
   return path.join(table, 'index.log');

@@ -182,6 +182,11 @@ export class ReaderTable {
     return false;
   }
 
+  /** Whether the writer is recycling `slot` right now (a reader's failed check is then no damage). */
+  marked(slot: number): boolean {
+    return !this.closed && native.atomicLoad(this.map, this.g.marksAt + slot * 4) !== 0;
+  }
+
   unpin(slot: number): void {
     if (this.closed) return;
     native.atomicStore(this.map, this.ownAt + slot * 4, 0);

@@ -1,5 +1,9 @@
 // Per-table bookkeeping in typed arrays indexed by slot (no object per entry): ownership, pins,
 // generations, verification, real sizes, source fingerprints and an intrusive LRU list.
+// A writer's book owns all of it. A read-only process's book is *mapped*: its state and
+// generation arrays are the key map's (src/engine/key-map.ts), shared with every process, and the
+// rest is allocated zeroed and written only for the slots this process uses (calloc'd pages that
+// are never touched take no memory), so opening costs nothing per entry.
 export const FREE = 0;
 export const LIVE = 1;
 /** replaced or deleted while pinned: freed when the last pin goes */
@@ -8,13 +12,28 @@ export const ORPHAN = 2;
 const NIL = -1;
 const always = (): boolean => true;
 
+/** The strings every view of an entry shares, built once per entry (or per use, bounded, read-only). */
+export interface EntryNames {
+  readonly fpHex: string;
+  readonly etag: string;
+}
+
+/** What a mapped book reads from the key map. */
+export interface MappedSlots {
+  readonly state: Uint8Array;
+  readonly generation: Uint32Array;
+  readonly liveCount: number;
+  records(): { key: string; slot: number; generation: number }[];
+}
+
 export class SlotBook {
   readonly capacity: number;
   readonly slotOf = new Map<string, number>();
   readonly keyOf: (string | undefined)[];
-  readonly state: Uint8Array;
+  /** the key map's, in a mapped book (re-pointed when the writer replaces the file) */
+  state: Uint8Array;
   readonly pins: Uint32Array;
-  readonly generation: Uint32Array;
+  generation: Uint32Array;
   /** 1 once this process checked the entry's CRC and fingerprints */
   readonly verified: Uint8Array;
   readonly width: Uint32Array;
@@ -25,9 +44,8 @@ export class SlotBook {
   readonly statSig: Float64Array;
   /** when (cache clock, ms) the source was last confirmed unchanged; -Infinity = never */
   readonly checkedAt: Float64Array;
-  /** hex source fingerprint and ETag per slot, built once when the entry is verified or written */
-  readonly fpHex: (string | undefined)[];
-  readonly etag: (string | undefined)[];
+  /** hex source fingerprint and ETag per slot, built once when the entry is verified or written (writers) */
+  readonly names: (EntryNames | undefined)[];
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
   private head = NIL; // least recently used
@@ -40,29 +58,45 @@ export class SlotBook {
   /** slots at and above this were never used */
   highWater = 0;
   pinnedCount = 0;
+  private mapped: MappedSlots | undefined;
 
-  constructor(capacity: number) {
+  /**
+   * `mapped`: a read-only process's book over the key map. Its LRU, free list and bindings are
+   * never used (bind, unbind, allocate and touch are the writer's), and nothing is filled up front:
+   * the caller sets a slot's sizes, fingerprint, key and checkedAt when it verifies the slot.
+   */
+  constructor(capacity: number, mapped?: MappedSlots) {
     this.capacity = capacity;
-    this.keyOf = new Array<string | undefined>(capacity);
-    this.state = new Uint8Array(capacity);
+    // sparse in a mapped book: one element per slot this process used, not per slot
+    this.keyOf = mapped ? [] : new Array<string | undefined>(capacity);
+    this.state = mapped ? mapped.state : new Uint8Array(capacity);
     this.pins = new Uint32Array(capacity);
-    this.generation = new Uint32Array(capacity);
-    this.verified = new Uint8Array(capacity);
+    this.generation = mapped ? mapped.generation : new Uint32Array(capacity);
+    this.verified = new Uint8Array(mapped ? 0 : capacity);
     this.width = new Uint32Array(capacity);
     this.height = new Uint32Array(capacity);
     this.sourceFp = Buffer.alloc(capacity * 16);
     this.statSig = new Float64Array(capacity * 3);
-    this.checkedAt = new Float64Array(capacity).fill(-Infinity);
-    this.fpHex = new Array<string | undefined>(capacity);
-    this.etag = new Array<string | undefined>(capacity);
-    this.prev = new Int32Array(capacity).fill(NIL);
-    this.next = new Int32Array(capacity).fill(NIL);
-    this.freeStack = new Int32Array(capacity);
-    this.held = new Int32Array(capacity);
+    this.checkedAt = new Float64Array(capacity);
+    if (!mapped) this.checkedAt.fill(-Infinity);
+    this.names = mapped ? [] : new Array<EntryNames | undefined>(capacity);
+    const lists = mapped ? 0 : capacity;
+    this.prev = new Int32Array(lists).fill(NIL);
+    this.next = new Int32Array(lists).fill(NIL);
+    this.freeStack = new Int32Array(lists);
+    this.held = new Int32Array(lists);
+    this.mapped = mapped;
+  }
+
+  /** A mapped book follows the key map to its new file (the writer replaced it). */
+  attach(mapped: MappedSlots): void {
+    this.mapped = mapped;
+    this.state = mapped.state;
+    this.generation = mapped.generation;
   }
 
   get liveCount(): number {
-    return this.slotOf.size;
+    return this.mapped ? this.mapped.liveCount : this.slotOf.size;
   }
 
   private unlink(s: number): void {
@@ -132,7 +166,8 @@ export class SlotBook {
     this.pins[s] = n;
     if (n === 0) {
       this.pinnedCount--;
-      if (this.state[s] === ORPHAN) this.free(s);
+      // (a mapped book's state is the writer's, read-only here: orphans are the writer's business)
+      if (this.state[s] === ORPHAN && !this.mapped) this.free(s);
     }
   }
 
@@ -188,6 +223,7 @@ export class SlotBook {
 
   /** Live bindings, least recently used first (the order compaction preserves). */
   live(): { key: string; slot: number; generation: number }[] {
+    if (this.mapped) return this.mapped.records();
     const out: { key: string; slot: number; generation: number }[] = [];
     for (let s = this.head; s !== NIL; s = this.next[s]!) {
       out.push({ key: this.keyOf[s]!, slot: s, generation: this.generation[s]! });

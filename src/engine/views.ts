@@ -24,7 +24,9 @@ class EntryFields implements EntryInfo {
   readonly sourceFingerprint: string;
   readonly etag: string;
 
-  constructor(f: Format, book: SlotBook, slot: number, key: string) {
+  constructor(store: FormatStore, slot: number, key: string) {
+    const f: Format = store.format;
+    const book = store.book;
     this.format = f.name;
     this.key = key;
     this.width = book.width[slot]!;
@@ -32,10 +34,12 @@ class EntryFields implements EntryInfo {
     this.stride = f.stride;
     this.pixelFormat = f.pixelFormat;
     this.bytesPerPixel = f.bytesPerPixel;
-    this.generation = book.generation[slot]!;
-    // Strings built once per entry (FormatStore.describe), shared by every view of it.
-    this.sourceFingerprint = book.fpHex[slot]!;
-    this.etag = book.etag[slot]!;
+    // the generation verified (a reader's mapped generation may already be the writer's next one)
+    this.generation = store.generationOf(slot);
+    // Strings built once per entry (FormatStore.names), shared by every view of it.
+    const names = store.names(slot);
+    this.sourceFingerprint = names.fpHex;
+    this.etag = names.etag;
   }
 }
 
@@ -54,7 +58,7 @@ export class EntryView extends EntryFields implements ImageView {
     key: string,
     pixels: Buffer,
   ) {
-    super(store.format, book, slot, key);
+    super(store, slot, key);
     this.pixels = pixels;
   }
 
@@ -116,7 +120,7 @@ export class RefImpl extends EntryFields {
     off: number,
   ) {
     const f = store.format;
-    super(f, store.book, slot, key);
+    super(store, slot, key);
     this.transientPixels = chunk.subarray(off, off + f.stride * store.book.height[slot]!);
     this.chunk = chunk;
     this.trailerAt = off + f.pixelBytes;
@@ -158,7 +162,7 @@ export function makeCurrent(
     if (revalidate && now() - book.checkedAt[s]! >= revalidateMs) return false;
     if (readOnly && !trailerNames(r.chunk, r.trailerAt, r.generation)) return false;
     chunks.get(r.chunkKey);
-    book.touch(s);
+    if (!readOnly) book.touch(s); // a reader's book has no LRU: the writer evicts
     r.store.counters.hits++;
     return true;
   };

@@ -17,6 +17,15 @@ export interface NativeAddon {
   byteLocked(fd: number, offset: number): boolean;
   /** Sequentially consistent store of the u32 at `offset` (4-aligned) of a mapping, then a full fence. */
   atomicStore(buf: Buffer, offset: number, value: number): void;
+  /** After a full fence, a sequentially consistent load of the u32 at `offset` (4-aligned) of a mapping. */
+  atomicLoad(buf: Buffer, offset: number): number;
+  /**
+   * The key map's lookup (src/engine/key-map.ts): the slot whose live record holds exactly `key`,
+   * or -1, its generation in the first u32 of `out`. `geometry`: u32 capacity, bucket mask, then
+   * the byte offsets of the generation, key offset, key length and bucket arrays and of the key
+   * area, and the key area's size.
+   */
+  keyFind(map: Buffer, geometry: Buffer, key: string, out: Buffer): number;
   /** After a full fence, the first i < count whose u32 at offset + i × stride is non-zero, or -1. */
   firstNonZero(buf: Buffer, offset: number, stride: number, count: number): number;
 }
