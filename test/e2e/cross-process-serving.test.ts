@@ -1,6 +1,7 @@
 // The finding behind the reader table, as a test: a writer recycling slots under a tiny maxCount
 // while other processes serve its entries — read-only servers with the lane on and off, fast and
-// slow clients, and a library reader holding views — must never hand out another image's bytes.
+// slow clients, the workers of `serve --workers 2`, and a library reader holding views — must never
+// hand out another image's bytes.
 // Before cross-process pins, a read-only server sent another image's pixels under the requested
 // image's ETag in about one 4 MiB response in four. Every source is one solid colour, so a body is
 // checked exactly: every byte is its key's colour.
@@ -11,6 +12,7 @@ import { ImageCache, PixtableError, type FormatSpec } from '../../src/index.js';
 import { rmrf, solidPng, tempDir } from '../helpers/fixtures.js';
 import { Child } from '../helpers/cache-child.js';
 import { spawnServer } from '../http/net-helpers.js';
+import { startChild } from './cli-fixtures.js';
 
 // Fast clients and the library reader use 256 KiB entries (many checks per second); slow clients
 // 4 MiB ones, as in the finding: a body larger than the socket buffers stays queued as slices of
@@ -105,6 +107,13 @@ test(
       spawnServer({ ...env }),
       spawnServer({ ...env, PIXTABLE_FAST_LANE: 'false' }),
     ]);
+    // and the workers of `pixtable serve --workers 2` (read-only: this test's writer is the library)
+    const workers = await startChild(
+      ['serve', '--workers', '2', '--port', '0', '--read-only', '--no-log-requests'],
+      /"role":"supervisor","url":"([^"]+)"/,
+      { env, timeoutMs: 60_000 },
+    );
+    const urls = [...servers.map((s) => s.url), workers.match[1]!];
     const library = new Child();
     try {
       const sources = await Promise.all(
@@ -153,9 +162,9 @@ test(
           views.misses += r.misses as number;
         }
       })();
-      const clients = servers.flatMap((s) => [
-        ...Array.from({ length: 3 }, () => client(s.url, 'big', big, fast, stop, false)),
-        client(s.url, 'huge', huge, slow, stop, true),
+      const clients = urls.flatMap((url) => [
+        ...Array.from({ length: 3 }, () => client(url, 'big', big, fast, stop, false)),
+        client(url, 'huge', huge, slow, stop, true),
       ]);
       await Promise.all([writing, reading, ...clients]);
       const ms = Date.now() - t0;
@@ -172,8 +181,15 @@ test(
         fast.checked > 1000 && slow.checked > 20 && views.checked > 100,
         'every kind of reader took part',
       );
+      const served = (await (await fetch(`${workers.match[1]!}/metrics`)).text())
+        .split('\n')
+        .filter((l) => l.startsWith('pixtable_server_responses_total{role="worker"'))
+        .reduce((n, l) => n + Number(l.split(' ')[1]), 0);
+      assert.ok(served > 1000, `the --workers 2 workers answered ${served} of the requests`);
     } finally {
       await library.end();
+      workers.child.kill('SIGTERM');
+      await new Promise((r) => workers.child.once('exit', r));
       for (const s of servers) {
         s.proc.kill('SIGTERM');
         await s.exited;
