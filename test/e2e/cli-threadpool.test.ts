@@ -9,25 +9,11 @@ import os from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { poolSizeFor, wantedPoolSize } from '../../src/cli/threadpool.js';
 import { rmrf, startChild, stopChild, tempDir } from './cli-fixtures.js';
+import { alive, gone } from '../helpers/processes.js';
 
 function environOf(pid: number): Record<string, string> {
   const pairs = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
   return Object.fromEntries(pairs.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function gone(pid: number, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-  return !alive(pid);
 }
 
 describe('the pool size serve asks for', () => {

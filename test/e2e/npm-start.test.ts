@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { rmrf, tempDir } from '../helpers/fixtures.js';
+import { alive } from '../helpers/processes.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
 const SHUTDOWN_MS = 2_000;
@@ -19,15 +20,6 @@ interface Started {
   port: number;
   exited: Promise<number | string>;
   output: () => string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function npmStart(storage: string, port: number): Promise<Started> {

@@ -14,6 +14,7 @@ import { ImageCache, type FormatSpec } from '../../src/index.js';
 import { rmrf, solidPng, tempDir } from '../helpers/fixtures.js';
 import { runCli, startChild, stopChild } from './cli-fixtures.js';
 import { request as rawRequest, type RawResponse } from '../http/net-helpers.js';
+import { alive } from '../helpers/processes.js';
 
 const SMALL: FormatSpec[] = [
   { name: 'small', width: 32, height: 32, fit: 'cover', pixelFormat: 'rgba8', maxCount: 64 },
@@ -63,15 +64,6 @@ async function pids(url: string): Promise<Map<string, number>> {
     if (m) out.set(`${m[1]}-${m[2]}`, Number(m[3]));
   }
   return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function until(what: string, ok: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {

@@ -59,7 +59,7 @@ test('a wrong method is 405 whatever body and Content-Type come with it', async 
       ['POST', '/v1/pixels/small/a.png', 'GET, HEAD'],
       ['PUT', '/v1/pixels/small/a.png', 'GET, HEAD'],
       ['PATCH', '/v1/thumbnails/small/a.png', 'GET, HEAD'],
-      ['POST', '/v1/sources/a.png', 'PUT, DELETE'],
+      ['POST', '/v1/sources/a.png', 'GET, HEAD, PUT, DELETE'],
       ['POST', '/v1/formats', 'GET, HEAD'],
     ] as const) {
       for (const type of ['image/png', 'application/json', 'text/plain']) {

@@ -41,8 +41,7 @@ test('the supervisor sums the processes: requests and hits add up, shared entrie
     w2.countRequest('/v1/pixels', 'GET', 200);
     w2.countRequest('/v1/pixels', 'GET', 404);
     (await writer.get('small', 'a.png')).release(); // a hit in the first process
-    (await reader.get('small', 'a.png')).release(); // the reader's first look: a miss
-    (await reader.get('small', 'a.png')).release(); // and a hit in the second
+    (await reader.get('small', 'a.png')).release(); // and one in the second (the shared key map)
     const sup = new SupervisorMetrics();
     sup.writer(true);
     sup.restarted('worker');

@@ -73,6 +73,8 @@ const HTTP_ONLY = [
   'corsOrigin',
   // the bound is on the HTTP route that receives bodies; a library caller chooses its own
   'maxConcurrentUploads',
+  // how many processes `serve` starts: a library user's process is its own
+  'workers',
 ];
 
 function get(o: unknown, dotted: string): unknown {

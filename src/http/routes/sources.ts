@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PixtableError } from '../../errors.js';
+import { PixtableError, bodyTooLargeDetail } from '../../errors.js';
 import { keyFromUrl } from '../keys.js';
 import { parseRange } from '../range.js';
 import * as schemas from '../schemas.js';
@@ -30,7 +30,7 @@ async function* limitedBody(body: Readable, maxBytes: number): AsyncGenerator<Bu
       if (size > maxBytes) {
         throw new PixtableError(
           'BODY_TOO_LARGE',
-          `more than ${maxBytes} bytes (PIXTABLE_MAX_UPLOAD_BYTES); nothing was stored`,
+          `${bodyTooLargeDetail(undefined, maxBytes)}; nothing was stored`,
         );
       }
       yield chunk;
@@ -148,7 +148,7 @@ export async function sourceRoutes(
         if (declared > max) {
           throw new PixtableError(
             'BODY_TOO_LARGE',
-            `${declared} bytes declared, the limit is ${max} (PIXTABLE_MAX_UPLOAD_BYTES)`,
+            `${bodyTooLargeDetail(declared, max)} (the declared Content-Length)`,
           );
         }
         const body = request.body as Readable | undefined;
