@@ -9,7 +9,7 @@ import os from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { poolSizeFor, wantedPoolSize } from '../../src/cli/threadpool.js';
 import { rmrf, startChild, stopChild, tempDir } from './cli-fixtures.js';
-import { alive, gone } from '../helpers/processes.js';
+import { gone } from '../helpers/processes.js';
 
 function environOf(pid: number): Record<string, string> {
   const pairs = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
