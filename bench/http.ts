@@ -355,6 +355,7 @@ http {
     const n2base = `http://127.0.0.1:${n2port}`;
     await waitFor(`${n2base}/e64`);
     const wstorage = path.join(dir, 'storage-workers');
+    // the round-robin one is read-only: the first holds the storage's writer lock
     const workersAt = async (policy: 'none' | 'rr') => {
       const wp = await freePort();
       await pixtable(
@@ -364,6 +365,7 @@ http {
           PIXTABLE_WORKERS: '2',
           PIXTABLE_REVALIDATE: 'false',
           NODE_CLUSTER_SCHED_POLICY: policy,
+          ...(policy === 'rr' ? { PIXTABLE_READ_ONLY: 'true' } : {}),
         },
         undefined,
       );
@@ -546,7 +548,7 @@ http {
         name: 'raw 16 KiB, --workers 2, kernel distributes',
         ours: w64,
         theirs: wrr64,
-        against: 'the same, NODE_CLUSTER_SCHED_POLICY=rr',
+        against: 'the same (read-only), NODE_CLUSTER_SCHED_POLICY=rr',
         target: 0,
         reference: true,
         threads: 2,
