@@ -9,8 +9,8 @@ FROM node:24-bookworm AS build
 WORKDIR /app
 # node-gyp finds the headers of the running Node here instead of downloading them.
 # mmap-io compiles from source: node-pre-gyp reads build_from_source from the environment, so its
-# prebuilt-binary host is never asked (an environment setting, unlike a project .npmrc key, draws no
-# npm warning). Node 24's V8 headers need C++20; mmap-io's binding.gyp asks for C++17, and
+# prebuilt-binary host is never asked (npm warns about the setting, in this build stage only: the
+# runtime stage below does not carry it). Node 24's V8 headers need C++20; mmap-io's binding.gyp asks for C++17, and
 # CXXFLAGS come last on the compiler's command line, so the later -std wins.
 ENV npm_config_nodedir=/usr/local \
     npm_config_build_from_source=true \
