@@ -12,8 +12,9 @@
 // BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp directory, BENCH_ONLY=regex picks
 // comparisons by name, BENCH_PIXTABLE_ENV="A=1 B=2" adds settings to pixtable's environment,
 // BENCH_PIN=0 turns CPU pinning off. With taskset and 2+ cores, pixtable and nginx (one process /
-// worker each) run on CPU 0 and wrk on CPU 1, so every server gets the same one core and the load
-// generator never competes with it; the decode-per-request server keeps all cores.
+// worker each) run on CPU 0, so every server gets the same one core; wrk itself is not pinned (it
+// runs where the scheduler puts it, mostly on the other core); the decode-per-request server and
+// the two-worker rows' servers keep all cores.
 // Needs Debian packages wrk, nginx, libnginx-mod-http-image-filter.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -183,7 +184,7 @@ async function main(): Promise<void> {
       `pixtable bench:http — ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, ` +
         `wrk -t1 -c${CONNECTIONS}, ${SECONDS} interleaved 1 s slices per side (decode peers: -d${SECONDS}s), ${RUNS} runs; ` +
         (PIN
-          ? 'pixtable and nginx pinned to CPU 0, wrk to CPU 1 (the decode-per-request server uses both)'
+          ? 'one-process pixtable and nginx pinned to CPU 0, wrk not pinned (the decode-per-request server and the --workers 2 rows use both cores)'
           : 'not pinned: wrk shares the cores with the servers') +
         `; load average at start ${load0}`,
     );
@@ -613,6 +614,12 @@ http {
     console.log(
       `\n${line(head)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.map(line).join('\n')}`,
     );
+    // how the kernel spread the --workers 2 server's connections over its two workers
+    const split = (await (await fetch(`${wbase}/metrics`)).text())
+      .split('\n')
+      .filter((l) => l.startsWith('pixtable_server_responses_total{role="worker"'))
+      .map((l) => l.replace(/^.*worker="(\d+)"\} /, 'worker $1: '));
+    console.log(`\n--workers 2 responses per worker over the whole run: ${split.join(', ')}`);
     console.log(
       `\nload average at end ${os.loadavg()[0]!.toFixed(2)}; medians of ${RUNS} runs, each ratio from one run.`,
     );
