@@ -24,6 +24,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import {
+  addAccount,
+  childCpuFromStat,
+  cpuSeconds,
+  describe,
+  emptyAccount,
+  idleSeconds,
+  listeners,
+  measured,
+  type Account,
+} from './cpu-account.js';
+import { runtimeHasReusePort } from '../src/serve/distribution.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -52,6 +64,47 @@ interface WrkResult {
   errors: string;
   p50: string;
   p99: string;
+  /** where the CPU went during the measurement */
+  account: Account;
+}
+
+/**
+ * How evenly a `--workers` server's workers shared each one-second slice: after every slice of a
+ * URL of such a server, the largest worker's share of the responses it gave in that slice (from
+ * its /metrics, fetched synchronously with curl so the slices stay back to back).
+ */
+const workerServers = new Set<string>();
+const lastCounts = new Map<string, number[]>();
+const largestShare = new Map<string, number[]>();
+function workerCounts(origin: string): number[] {
+  const r = spawnSync('curl', ['-s', `${origin}/metrics`], { encoding: 'utf8' });
+  const byWorker: number[] = [];
+  for (const l of r.stdout.split('\n')) {
+    const m = /^pixtable_server_responses_total\{role="worker",worker="(\d+)"\} (\S+)$/.exec(l);
+    if (m) byWorker[Number(m[1]) - 1] = Number(m[2]);
+  }
+  return byWorker;
+}
+function noteSlice(url: string): void {
+  const origin = new URL(url).origin;
+  if (!workerServers.has(origin)) return;
+  const now = workerCounts(origin);
+  const before = lastCounts.get(origin);
+  lastCounts.set(origin, now);
+  if (before === undefined || before.length !== now.length) return;
+  const gained = now.map((v, i) => v - (before[i] ?? 0));
+  const total = gained.reduce((a, b) => a + b, 0);
+  if (total > 100)
+    largestShare.set(origin, [...(largestShare.get(origin) ?? []), Math.max(...gained) / total]);
+}
+
+/** The server processes behind each port, found once (the bench restarts none of them). */
+const serverPids = new Map<number, number[]>();
+function pidsOf(url: string): number[] {
+  const port = Number(new URL(url).port);
+  let pids = serverPids.get(port);
+  if (pids === undefined) serverPids.set(port, (pids = listeners(port)));
+  return pids;
 }
 
 function need(cmd: string, pkg: string): void {
@@ -63,11 +116,25 @@ function need(cmd: string, pkg: string): void {
 }
 
 function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS, threads = 1): WrkResult {
-  const r = spawnSync('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url], {
-    encoding: 'utf8',
-  });
+  const pids = pidsOf(url);
+  const server0 = cpuSeconds(pids);
+  const idle0 = idleSeconds();
+  const t0 = process.hrtime.bigint();
+  const [cmd, args] = measured('wrk', [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    url,
+  ]);
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const idle = idleSeconds() - idle0;
+  const server = cpuSeconds(pids) - server0;
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
-  const out = r.stdout;
+  const cut = r.stdout.lastIndexOf('\n', r.stdout.length - 2);
+  const out = r.stdout.slice(0, cut);
+  const client = childCpuFromStat(r.stdout.slice(cut + 1));
   const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? 'NaN');
   const res: WrkResult = {
     rps: num(/Requests\/sec:\s+([\d.]+)/),
@@ -76,7 +143,9 @@ function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS, threads 
     errors: /Socket errors: (.*)/.exec(out)?.[1] ?? '',
     p50: /\s50%\s+(\S+)/.exec(out)?.[1] ?? '?',
     p99: /\s99%\s+(\S+)/.exec(out)?.[1] ?? '?',
+    account: { server, client, idle, wall, requests: 0 },
   };
+  res.account.requests = res.requests;
   // A fast error page would make any ratio meaningless: refuse to report one.
   if (res.non2xx > 0 || !(res.requests > 0))
     throw new Error(`${url}: ${res.non2xx} non-2xx of ${res.requests}\n${out}`);
@@ -128,9 +197,15 @@ function measurePair(
   const theirs: WrkResult[] = [];
   for (let i = 0; i < SECONDS; i++) {
     const oursFirst = (i + run) % 2 === 0;
-    if (oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1, t));
-    theirs.push(wrk(p.theirs, CONNECTIONS, 1, t));
-    if (!oursFirst) ours.push(wrk(p.ours, CONNECTIONS, 1, t));
+    const slice = (url: string) => {
+      noteSlice(url); // counts before the slice
+      const r = wrk(url, CONNECTIONS, 1, t);
+      noteSlice(url);
+      return r;
+    };
+    if (oursFirst) ours.push(slice(p.ours));
+    theirs.push(slice(p.theirs));
+    if (!oursFirst) ours.push(slice(p.ours));
   }
   return { ours: combine(ours), theirs: combine(theirs) };
 }
@@ -147,6 +222,7 @@ function combine(slices: WrkResult[]): WrkResult {
     errors: slices.map((s) => s.errors).find((e) => e !== '') ?? '',
     p50: worst((s) => s.p50),
     p99: worst((s) => s.p99),
+    account: slices.map((s) => s.account).reduce(addAccount, emptyAccount()),
   };
 }
 
@@ -357,7 +433,9 @@ http {
     await waitFor(`${n2base}/e64`);
     const wstorage = path.join(dir, 'storage-workers');
     // the round-robin one is read-only: the first holds the storage's writer lock
-    const workersAt = async (policy: 'none' | 'rr') => {
+    // the first is the default (`auto`: reuseport where Node has it) and the writer; the others,
+    // read-only, compare the ways of handing out connections
+    const workersAt = async (distribution: 'auto' | 'shared' | 'round-robin', readOnly: boolean) => {
       const wp = await freePort();
       await pixtable(
         wp,
@@ -365,20 +443,23 @@ http {
           PIXTABLE_STORAGE: wstorage,
           PIXTABLE_WORKERS: '2',
           PIXTABLE_REVALIDATE: 'false',
-          NODE_CLUSTER_SCHED_POLICY: policy,
-          ...(policy === 'rr' ? { PIXTABLE_READ_ONLY: 'true' } : {}),
+          PIXTABLE_DISTRIBUTION: distribution,
+          ...(readOnly ? { PIXTABLE_READ_ONLY: 'true' } : {}),
         },
         undefined,
       );
       return `http://127.0.0.1:${wp}`;
     };
-    const wbase = await workersAt('none');
+    const wbase = await workersAt('auto', false);
     const up = await fetch(`${wbase}/v1/sources/bench/source.jpg`, {
       method: 'PUT',
       body: fs.readFileSync(source),
     });
     if (up.status !== 201) throw new Error(`upload to --workers 2 failed: ${up.status} ${await up.text()}`);
-    const wrr = await workersAt('rr');
+    const wrr = await workersAt('round-robin', true);
+    const wshared = await workersAt('shared', true);
+    const reuse = runtimeHasReusePort();
+    for (const u of [wbase, wrr, wshared]) workerServers.add(u);
     const single = await freePort();
     await pixtable(
       single,
@@ -388,6 +469,7 @@ http {
     const w256 = `${wbase}/v1/pixels/bench-256/bench/source.jpg`;
     const w64 = `${wbase}/v1/pixels/bench-64/bench/source.jpg`;
     const wrr64 = `${wrr}/v1/pixels/bench-64/bench/source.jpg`;
+    const wshared64 = `${wshared}/v1/pixels/bench-64/bench/source.jpg`;
     const one64 = `http://127.0.0.1:${single}/v1/pixels/bench-64/bench/source.jpg`;
     // 0 wrong bytes: every worker, on connections of their own, serves exactly nginx's file
     let checked = 0;
@@ -395,6 +477,7 @@ http {
       [w256, e256],
       [w64, e64],
       [wrr64, e64],
+      [wshared64, e64],
     ] as const) {
       for (let i = 0; i < 40; i++) {
         const got = await new Promise<Buffer>((resolve, reject) => {
@@ -426,6 +509,7 @@ http {
       w256,
       w64,
       wrr64,
+      wshared64,
       one64,
       `${n2base}/e64`,
       `${n2base}/e256`,
@@ -546,14 +630,27 @@ http {
         threads: 2,
       },
       {
-        name: 'raw 16 KiB, --workers 2, kernel distributes',
+        name: `raw 16 KiB, --workers 2, ${reuse ? 'reuseport' : 'shared socket'} (the default here)`,
         ours: w64,
         theirs: wrr64,
-        against: 'the same (read-only), NODE_CLUSTER_SCHED_POLICY=rr',
+        against: 'the same (read-only), PIXTABLE_DISTRIBUTION=round-robin',
         target: 0,
         reference: true,
         threads: 2,
       },
+      ...(reuse
+        ? [
+            {
+              name: 'raw 16 KiB, --workers 2, reuseport (the default here)',
+              ours: w64,
+              theirs: wshared64,
+              against: 'the same (read-only), PIXTABLE_DISTRIBUTION=shared',
+              target: 0,
+              reference: true,
+              threads: 2,
+            },
+          ]
+        : []),
       ...(moduleSo
         ? [
             {
@@ -569,8 +666,17 @@ http {
     ];
     const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined;
     if (only) pairs.splice(0, pairs.length, ...pairs.filter((p) => only.test(`${p.name} vs ${p.against}`)));
-    const results = new Map<Pair, { ours: number[]; theirs: number[]; ratio: number[] }>();
-    for (const p of pairs) results.set(p, { ours: [], theirs: [], ratio: [] });
+    interface Tally {
+      ours: number[];
+      theirs: number[];
+      ratio: number[];
+      oursAcc: Account;
+      theirsAcc: Account;
+    }
+    const results = new Map<Pair, Tally>();
+    for (const p of pairs)
+      results.set(p, { ours: [], theirs: [], ratio: [], oursAcc: emptyAccount(), theirsAcc: emptyAccount() });
+    const cpus = os.availableParallelism();
     for (let run = 0; run < RUNS; run++) {
       for (const p of pairs) {
         const { ours, theirs } = measurePair(p, run);
@@ -578,9 +684,12 @@ http {
         r.ours.push(ours.rps);
         r.theirs.push(theirs.rps);
         r.ratio.push(ours.rps / theirs.rps);
+        r.oursAcc = addAccount(r.oursAcc, ours.account);
+        r.theirsAcc = addAccount(r.theirsAcc, theirs.account);
         console.log(
           `run ${run + 1} ${p.name} vs ${p.against}: ${ours.rps.toFixed(0)} vs ${theirs.rps.toFixed(0)} req/s ` +
-            `= ${(ours.rps / theirs.rps).toFixed(2)}x (p99 ${ours.p99} vs ${theirs.p99})`,
+            `= ${(ours.rps / theirs.rps).toFixed(2)}x (p99 ${ours.p99} vs ${theirs.p99})\n` +
+            `      pixtable: ${describe(ours.account, cpus)}; other: ${describe(theirs.account, cpus)}`,
         );
       }
     }
@@ -614,6 +723,30 @@ http {
     console.log(
       `\n${line(head)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${rows.map(line).join('\n')}`,
     );
+    // Where the CPU went, over all runs of each row: a ratio below 1 with the server's µs per
+    // request at or below the other's means the server got less CPU, not that it needs more.
+    console.log('\nCPU per request over all runs (server processes, wrk, idle share of all CPUs):');
+    for (const p of pairs) {
+      const r = results.get(p)!;
+      console.log(
+        `  ${p.name} vs ${p.against}:\n    pixtable ${describe(r.oursAcc, cpus)}\n    other    ${describe(r.theirsAcc, cpus)}`,
+      );
+    }
+    for (const [origin, shares] of largestShare) {
+      const label =
+        origin === wbase
+          ? 'default'
+          : origin === wrr
+            ? 'round-robin'
+            : origin === wshared
+              ? 'shared'
+              : origin;
+      const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+      console.log(
+        `--workers 2 (${label}): the busier worker's share of each slice's responses: median ${pct(median(shares))}, ` +
+          `worst ${pct(Math.max(...shares))}, slices with one worker only ${shares.filter((x) => x > 0.999).length} of ${shares.length}`,
+      );
+    }
     // how the kernel spread the --workers 2 server's connections over its two workers
     const split = (await (await fetch(`${wbase}/metrics`)).text())
       .split('\n')

@@ -74,6 +74,8 @@ const HELP: Record<string, string> = {
   PIXTABLE_CORS_ORIGIN: 'Access-Control-Allow-Origin value (default: no CORS headers)',
   PIXTABLE_WORKERS:
     'serving processes (default: CPUs); 1 = one process, N ≥ 2 = a writer plus N workers on one port',
+  PIXTABLE_DISTRIBUTION:
+    'how workers get connections: auto (default: reuseport where Node has it, else shared), reuseport, shared, round-robin',
 };
 
 const BOOLEAN_VARS = new Set([
@@ -207,13 +209,18 @@ export async function serveCommand(args: string[], io: Io): Promise<number | 'ru
   if (role === undefined && config.workers >= 2) {
     // Loaded here, not at the top: the other commands never pay for it.
     const { superviseServe } = await import('../serve/supervisor.js');
-    return superviseServe({ config, args });
+    try {
+      return await superviseServe({ config, args });
+    } catch (e) {
+      throw explainStartError(e, config);
+    }
   }
   try {
     if (role === 'writer' || role === 'worker') {
       const { runServeChild } = await import('../serve/child.js');
       await runServeChild(
-        config,
+        // the port the supervisor claimed for all of them (reuseport, port 0)
+        { ...config, port: Number(io.env.PIXTABLE_SERVE_PORT ?? config.port) },
         role,
         io.env.PIXTABLE_SERVE_SOCKET ?? '',
         io.env.PIXTABLE_SERVE_WORKER ?? '',

@@ -105,7 +105,18 @@ export interface ServerConfig {
    * available to the process (os.availableParallelism()), at most 64. Range 1..64.
    */
   workers: number;
+  /**
+   * How `--workers N` spreads new connections over the workers (src/serve/distribution.ts):
+   * `reuseport` (a socket per worker, SO_REUSEPORT: the kernel hashes each connection to one;
+   * Node ≥ 22.12 only), `shared` (one socket all workers accept on; whoever wakes first takes
+   * what is waiting), `round-robin` (the supervisor accepts and hands each connection on).
+   * Default `auto`: `reuseport` where the runtime has it, else `shared`.
+   */
+  distribution: Distribution;
 }
+
+export const DISTRIBUTIONS = ['auto', 'reuseport', 'shared', 'round-robin'] as const;
+export type Distribution = (typeof DISTRIBUTIONS)[number];
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -153,6 +164,7 @@ export const ENV_VARS = [
   'PIXTABLE_FAST_LANE',
   'PIXTABLE_CORS_ORIGIN',
   'PIXTABLE_WORKERS',
+  'PIXTABLE_DISTRIBUTION',
 ] as const;
 
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
@@ -161,6 +173,7 @@ export const ENV_VARS = [
 const OTHER_KNOWN = new Set<string>([
   'PIXTABLE_CONFIG',
   'PIXTABLE_DEBUG',
+  'PIXTABLE_SERVE_PORT',
   'PIXTABLE_SERVE_ROLE',
   'PIXTABLE_SERVE_SOCKET',
   'PIXTABLE_SERVE_WORKER',
@@ -437,6 +450,12 @@ export function loadConfig(
     fastLane: bool(env, 'PIXTABLE_FAST_LANE', true),
     corsOrigin,
     workers: int(env, 'PIXTABLE_WORKERS', 1, 64, Math.min(64, os.availableParallelism())),
+    distribution: is.oneOf(
+      'PIXTABLE_DISTRIBUTION',
+      str(env, 'PIXTABLE_DISTRIBUTION') ?? 'auto',
+      DISTRIBUTIONS,
+      C,
+    ),
   };
   const known = new Set<string>(ENV_VARS);
   const warnings = Object.keys(env)

@@ -26,6 +26,11 @@ export interface StartOptions {
   /** Listen on this Unix socket instead of config.host/port (the writer of `--workers N`). */
   socketPath?: string;
   metrics?: Metrics;
+  /**
+   * Listen on a socket of this process's own with SO_REUSEPORT (a worker of `--workers N` with
+   * PIXTABLE_DISTRIBUTION=reuseport; src/serve/distribution.ts). Default false.
+   */
+  reusePort?: boolean;
   /** Log the `pixtable listening` line (default true; the supervisor of --workers N logs its own). */
   announce?: boolean;
 }
@@ -52,7 +57,14 @@ export async function startServer(config: ServerConfig, opts: StartOptions = {})
     log = app.log;
     // exclusive: a process of a cluster listens on its own socket, not through the supervisor
     if (opts.socketPath !== undefined) await app.listen({ path: opts.socketPath, exclusive: true });
-    else await app.listen({ port: config.port, host: config.host });
+    else if (opts.reusePort === true) {
+      // `reusePort` is Node ≥ 22.12's (distribution.ts checks); fastify hands the options to
+      // net.Server.listen as they are
+      await app.listen({ port: config.port, host: config.host, exclusive: true, reusePort: true } as {
+        port: number;
+        host: string;
+      });
+    } else await app.listen({ port: config.port, host: config.host });
   } catch (e) {
     await cache.close();
     throw e;

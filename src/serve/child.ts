@@ -9,6 +9,7 @@ import { PixtableError } from '../errors.js';
 import { Metrics } from '../http/metrics.js';
 import { startServer, type RunningServer } from '../http/server.js';
 import { WriterLink } from '../http/writer-link.js';
+import { listenMode } from './distribution.js';
 import { isPixtableMessage, type ChildMessage, type Role, type SupervisorMessage } from './messages.js';
 
 /** Requests to the supervisor and their answers, matched by id. */
@@ -63,13 +64,15 @@ export async function runServeChild(
   });
   let link: WriterLink | undefined;
   let server: RunningServer;
+  // the supervisor decided the same from the same config (and gave us the port it claimed)
+  const reusePort = listenMode(config.distribution) === 'reuseport';
   if (role === 'writer') {
     // the supervisor made the path for this server alone; a writer that died left it behind
     fs.rmSync(socketPath, { force: true });
     server = await startServer(config, { role: { kind: 'writer' }, socketPath, metrics, announce: false });
   } else if (socketPath === '') {
     // --read-only --workers N: no writer, every worker a read-only server as with one process
-    server = await startServer({ ...config, readOnly: true }, { metrics, announce: false });
+    server = await startServer({ ...config, readOnly: true }, { metrics, announce: false, reusePort });
   } else {
     const writer = new WriterLink({
       socketPath,
@@ -86,6 +89,7 @@ export async function runServeChild(
         role: { kind: 'worker', writer },
         metrics,
         announce: false,
+        reusePort,
       },
     );
   }

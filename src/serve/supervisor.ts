@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerConfig } from '../config/env.js';
 import { SupervisorMetrics } from '../http/metrics.js';
+import { claimPort, listenMode } from './distribution.js';
 import { isPixtableMessage, type ChildMessage, type Role, type SupervisorMessage } from './messages.js';
 
 /** A process the supervisor keeps running: its role, worker number, and the current incarnation. */
@@ -71,12 +72,15 @@ export async function superviseServe(o: SupervisorOptions): Promise<number | 'ru
     `pixtable-${process.pid}-${crypto.randomBytes(4).toString('hex')}.sock`,
   );
   const metrics = new SupervisorMetrics();
-  // The kernel hands connections to the workers (each accepts on the shared socket) instead of
-  // the supervisor accepting and passing each one on: a connection passed to a worker that has
-  // just died was left hanging, never answered nor closed (Node's round-robin hand-off waits for
-  // an acknowledgement that never comes). Measured in bench/http.ts (`--workers 2` rows).
-  // Node's own NODE_CLUSTER_SCHED_POLICY=rr still selects round robin (bench/http.ts compares).
-  if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // The kernel hands connections to the workers (a socket each with reuseport, or one they all
+  // accept on) unless round robin is asked for: with the supervisor accepting and passing each
+  // connection on, a connection passed to a worker that had just died was left hanging, never
+  // answered nor closed (Node's hand-off waits for an acknowledgement that never comes).
+  // Measured in bench/http.ts (`--workers 2` rows); see distribution.ts.
+  const mode = listenMode(config.distribution);
+  cluster.schedulingPolicy = mode === 'round-robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+  // every worker binds the port itself: one real port for all, and nobody else on it
+  const port = mode === 'reuseport' ? await claimPort(config.host, config.port) : config.port;
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('../cli/main.js', import.meta.url)),
     args: ['serve', ...o.args],
@@ -196,6 +200,8 @@ export async function superviseServe(o: SupervisorOptions): Promise<number | 'ru
       // empty: --read-only, no writer; each worker serves what is cached, as one process would
       PIXTABLE_SERVE_SOCKET: writer ? socketPath : '',
       PIXTABLE_SERVE_WORKER: place.worker,
+      // over PORT and --port alike (the args it was given come again): port 0 claimed once
+      PIXTABLE_SERVE_PORT: String(port),
       // the relay of src/cli/threadpool.ts is this process's parent, not theirs
       PIXTABLE_THREADPOOL_CHILD: '',
     });
