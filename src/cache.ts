@@ -239,6 +239,7 @@ export class ImageCache {
   async get(format: string, key: string): Promise<ImageView> {
     const st = this.store(format);
     const s = st.verifiedSlot(key);
+    let stale: Buffer | undefined;
     if (s >= 0) {
       const fresh = this.o.revalidate ? this.revalidator.fresh(st.book, s, key) : true;
       if (fresh === true || (fresh === false && (await this.revalidator.confirmAsync(st.book, s, key)))) {
@@ -247,21 +248,27 @@ export class ImageCache {
           st.counters.hits++;
           return view;
         }
+      } else {
+        stale = Buffer.from(st.book.sourceFp.subarray(s * 16, s * 16 + 16));
       }
     }
     st.counters.misses++;
-    return this.load(st, key);
+    return this.load(st, key, stale);
   }
 
   // ---- miss path -----------------------------------------------------------------------------
 
-  private async load(st: FormatStore, key: string): Promise<ImageView> {
+  /**
+   * A miss. `stale`: the source fingerprint of an entry just found out of date — a read-only cache
+   * must not hand that entry out again, but wait for the writer to decode the new source.
+   */
+  private async load(st: FormatStore, key: string, stale?: Buffer): Promise<ImageView> {
     if (this.readOnly) {
       // The writer may be recycling the slot right now (the view's pin then fails): look again.
       for (let attempt = 0; attempt < 3; attempt++) {
         st.poll();
         const s = st.verifiedSlot(key);
-        if (s < 0) break;
+        if (s < 0 || stale?.equals(st.book.sourceFp.subarray(s * 16, s * 16 + 16))) break;
         const view = st.view(s, key);
         if (view !== undefined) return view;
       }
