@@ -27,7 +27,7 @@ import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
 import type { Revalidator } from './engine/revalidate.js';
 import type { Source, SourceFile } from './engine/source-bytes.js';
 import { LocalSourceStore, type SourceStore } from './engine/source-store.js';
-import { openS3SourceStore } from './engine/source-store-s3.js';
+import { openS3SourceStore, resolveS3Options } from './engine/source-store-s3.js';
 import { removeStaleUploads, type UploadBody } from './engine/uploads.js';
 import { validateKey } from './engine/sources.js';
 import { makeCurrent, refImpl } from './engine/views.js';
@@ -82,6 +82,8 @@ export class ImageCache {
   /** Opens (creating when writable) the storage and every format's table and index. */
   static async open(options: OpenOptions = {}): Promise<ImageCache> {
     const o = resolveOptions(options);
+    // validated before anything is created on disk, like every other option
+    const s3 = options.s3 === undefined ? undefined : resolveS3Options(options.s3);
     const sources = sourcesDir(o.storage);
     if (!o.readOnly) {
       await fs.promises.mkdir(sources, { recursive: true });
@@ -96,9 +98,9 @@ export class ImageCache {
     }
     // The store is chosen here, once: nothing downstream asks which one it is.
     const store =
-      options.s3 === undefined
+      s3 === undefined
         ? new LocalSourceStore(root, o.revalidateMs, o.maxInputBytes, o.now)
-        : await openS3SourceStore(options.s3, root, o);
+        : await openS3SourceStore(s3, root, o);
     const cache = new ImageCache(o, root, store);
     if (!o.readOnly) await removeStaleUploads(root);
     try {

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { PixtableError, invalidParameter } from '../errors.js';
 import * as is from '../is.js';
-import type { Logger, S3SourceOptions } from '../types.js';
+import type { Logger } from '../types.js';
 import { openBucket, type Bucket, type BucketSettings, type ObjectInfo } from '../native/s3.js';
 import type { Revalidator } from './revalidate.js';
 import { LIVE, type SlotBook } from './slots.js';
@@ -72,11 +72,10 @@ function sourceOfObject(path: string, o: ObjectInfo): Source {
 
 /** Opens the bucket (loading the SDK) and returns the store over it. */
 export async function openS3SourceStore(
-  options: S3SourceOptions,
+  settings: BucketSettings,
   sourcesRoot: string,
   o: { revalidateMs: number; now: () => number; logger: Logger },
 ): Promise<SourceStore> {
-  const settings = resolveS3Options(options);
   return new S3SourceStore(await openBucket(settings), sourcesRoot, o);
 }
 

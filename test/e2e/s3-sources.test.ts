@@ -4,17 +4,19 @@
 // has passed — not before. Bad store responses are in s3-bad-responses.test.ts.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { ImageCache } from '../../src/cache.js';
 import type { OpenOptions, S3SourceOptions } from '../../src/types.js';
 import { fixture, makeImage, errorOf, TEST_FORMATS } from '../http/helpers.js';
 import { requireComponent } from '../helpers/requires.js';
 import { loadS3rver, pixelsOf, startS3rver, type TestBucket } from '../helpers/s3.js';
 import { solidPng } from '../helpers/fixtures.js';
-import { startChild, stopChild } from './cli-fixtures.js';
+import { cleanEnv, startChild, stopChild } from './cli-fixtures.js';
 import { request } from '../http/net-helpers.js';
 
 const skip = requireComponent(
@@ -42,13 +44,45 @@ async function open(storage: string, extra: Partial<OpenOptions> = {}): Promise<
 
 const decodes = (cache: ImageCache): number => cache.stats().formats[0]!.decodes;
 
+after(async () => {
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+test('@aws-sdk/client-s3 is loaded only when a bucket is configured', async () => {
+  // A resolve hook in a fresh process refuses the SDK: a local open must never ask for it, and an
+  // open with a bucket must (which also proves the hook sees the import).
+  const hooks = `export async function resolve(spec, ctx, next) {
+    if (spec.includes('@aws-sdk/client-s3')) throw new Error('client-s3 was loaded');
+    return next(spec, ctx);
+  }`;
+  const storage = await tmpStorage();
+  const cacheModule = new URL('../../src/cache.js', import.meta.url).href;
+  const program = `
+    import { register } from 'node:module';
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}));
+    const { ImageCache } = await import(${JSON.stringify(cacheModule)});
+    const formats = [{ name: 'f', width: 8, height: 8 }];
+    const local = await ImageCache.open({ storage: ${JSON.stringify(storage + '/a')}, formats });
+    await local.close();
+    console.log('local open: ok');
+    try {
+      await ImageCache.open({ storage: ${JSON.stringify(storage + '/b')}, formats, s3: { bucket: 'abc', endpoint: 'http://127.0.0.1:9' } });
+    } catch (e) {
+      console.log('s3 open: ' + e.message);
+    }`;
+  const r = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', program], {
+    env: cleanEnv(),
+    timeout: 60_000,
+  });
+  assert.match(r.stdout, /local open: ok\ns3 open: client-s3 was loaded/, r.stdout + r.stderr);
+});
+
 describe('sources in S3 (s3rver)', { skip }, () => {
   before(async () => {
     s3 = await startS3rver();
   });
   after(async () => {
     await s3?.close();
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
   });
 
   test('a miss reads the object from the bucket and decodes it once; a reopened cache does not decode', async () => {
