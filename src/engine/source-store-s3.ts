@@ -74,19 +74,22 @@ function sourceOfObject(path: string, o: ObjectInfo): Source {
 export async function openS3SourceStore(
   settings: BucketSettings,
   sourcesRoot: string,
-  o: { revalidateMs: number; now: () => number; logger: Logger },
+  o: { revalidateMs: number; now: () => number; logger: Logger; maxInputBytes: number },
 ): Promise<SourceStore> {
   return new S3SourceStore(await openBucket(settings), sourcesRoot, o);
 }
 
 class S3SourceStore implements SourceStore {
   readonly revalidator: Revalidator;
+  /** an original served back is bounded like a source read for decoding */
+  private readonly maxBytes: number;
 
   constructor(
     private readonly bucket: Bucket,
     private readonly root: string,
-    o: { revalidateMs: number; now: () => number; logger: Logger },
+    o: { revalidateMs: number; now: () => number; logger: Logger; maxInputBytes: number },
   ) {
+    this.maxBytes = o.maxInputBytes;
     this.revalidator = new EtagRevalidator(bucket, o.revalidateMs, o.now, o.logger);
   }
 
@@ -147,7 +150,7 @@ class S3SourceStore implements SourceStore {
   async open(key: string): Promise<SourceFile> {
     // The route reads ranges and sniffs the head: it gets a file, unlinked at once, so nothing is
     // left behind whoever closes the handle.
-    const { file, info } = await this.download(key, Number.MAX_SAFE_INTEGER);
+    const { file, info } = await this.download(key, this.maxBytes);
     let handle: fs.promises.FileHandle;
     try {
       handle = await fs.promises.open(file, 'r');
