@@ -194,7 +194,9 @@ class EtagRevalidator implements Revalidator {
     // A HEAD cannot be waited for here: it runs in the background and this lookup is a miss.
     if (!this.checking.has(key)) {
       this.checking.add(key);
-      void this.confirmAsync(book, s, key).finally(() => this.checking.delete(key));
+      void this.confirmAsync(book, s, key)
+        .catch(() => false) // a failure here only means the next lookup asks again
+        .finally(() => this.checking.delete(key));
     }
     return false;
   }
