@@ -23,6 +23,8 @@ export interface PixelCache {
   openSource(key: string): Promise<SourceFile>;
   delete(key: string): Promise<boolean>;
   listSources(): Promise<string[]>;
+  /** Whether `key` has a stored source (a file, or an object in the bucket). */
+  sourceExists(key: string): Promise<boolean>;
   stats(): CacheStats;
   close(): Promise<void>;
 }
