@@ -75,8 +75,9 @@ const HTTP_ONLY = [
   'corsOrigin',
   // the bound is on the HTTP route that receives bodies; a library caller chooses its own
   'maxConcurrentUploads',
-  // how many processes `serve` starts: a library user's process is its own
+  // how many processes `serve` starts, and how they share the port: a library user's process is its own
   'workers',
+  'distribution',
 ];
 
 function get(o: unknown, dotted: string): unknown {
