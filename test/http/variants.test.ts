@@ -327,3 +327,15 @@ test('signed URLs: the signature covers w, h and dpr', async () => {
   const unsigned = await signed.app.inject('/v1/thumbnails/sq-96/cat.png?w=32&type=png');
   assert.equal(errorOf(unsigned.body).code, 'SIGNATURE_REQUIRED');
 });
+
+test('/openapi.json describes w, h and dpr on the thumbnails route', async () => {
+  const doc = (await f.app.inject('/openapi.json')).json() as {
+    paths: Record<string, { get: { parameters: { name: string; in: string; description?: string }[] } }>;
+  };
+  const params = doc.paths['/v1/thumbnails/{format}/{*}']!.get.parameters.filter((p) => p.in === 'query');
+  for (const name of ['w', 'h', 'dpr']) {
+    const p = params.find((x) => x.name === name);
+    assert.ok(p?.description, `${name} in ${params.map((x) => x.name).join(', ')}`);
+  }
+  assert.match(params.find((x) => x.name === 'dpr')!.description!, /Sec-CH-DPR/);
+});
