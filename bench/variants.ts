@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { writeBenchSource } from './source-image.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -107,18 +108,7 @@ async function main(): Promise<void> {
         `${PINNED ? 'pixtable and nginx pinned to CPU 0' : 'not pinned'}; load average at start ${os.loadavg()[0]!.toFixed(2)}`,
     );
     const source = path.join(dir, 'source.jpg');
-    await sharp({
-      create: {
-        width: 3000,
-        height: 2000,
-        channels: 3,
-        background: '#808080',
-        noise: { type: 'gaussian', mean: 128, sigma: 40 },
-      },
-    })
-      .blur(0.7)
-      .jpeg({ quality: 85 })
-      .toFile(source);
+    await writeBenchSource(source);
     const storage = path.join(dir, 'storage');
     const serve = async (extra: Record<string, string>): Promise<{ child: ChildProcess; base: string }> => {
       const p = await port();
