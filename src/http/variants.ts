@@ -84,7 +84,7 @@ function snapUp(n: number, sizes: readonly number[]): number | undefined {
 function hintNumber(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const t = v.trim();
-  return /^\d{1,5}(?:\.\d{1,3})?$/.test(t) && Number(t) > 0 ? Number(t) : undefined;
+  return /^\d{1,9}(?:\.\d{1,3})?$/.test(t) && Number(t) > 0 ? Number(t) : undefined;
 }
 
 /**
