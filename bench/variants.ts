@@ -2,10 +2,12 @@
 // (1) `?w=320` WebP from a cached `preview-1024` the first time (the encoded LRU off, so every
 //     request resizes and encodes; the master is cached), against sharp decoding the 6 MP source
 //     to the same size and encoding it — in this process, without HTTP, so the ratio is a lower
-//     bound for pixtable (target ≥ 20×).
+//     bound for pixtable (target ≥ 20×); for a JPEG source (shrink-on-load) and the same picture
+//     as PNG (decoded whole).
 // (2) the same variant repeated (in the LRU: the hit shortcut / fast lane answers), against nginx
 //     serving the very same bytes from a file, with wrk in interleaved one-second slices (target ≥ 1.0×).
-// pixtable and nginx (one worker) are pinned to CPU 0 when taskset is there; wrk is not pinned.
+// For (2) pixtable and nginx (one worker) are pinned to CPU 0 when taskset is there; wrk is not
+// pinned. (1) pins nothing: the decode it is compared with runs in this process, unpinned.
 // Environment: BENCH_RUNS (default 5), BENCH_SECONDS (1 s slices per side per run, default 5),
 // BENCH_CONNECTIONS (default 32), BENCH_FIRSTS (first-time requests per run, default 40).
 // Needs Debian packages wrk and nginx.
@@ -25,11 +27,13 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const FIRSTS = Number(process.env.BENCH_FIRSTS ?? 40);
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const PINNED = os.availableParallelism() >= 2 && has('taskset');
-const VARIANT = '/v1/thumbnails/preview-1024/bench/source.jpg?w=320&type=webp';
+const variantOf = (key: string): string => `/v1/thumbnails/preview-1024/${key}?w=320&type=webp`;
+const VARIANT = variantOf('bench/source.jpg');
+sharp.concurrency(1);
 
-/** `cmd` on CPU 0 when pinning is possible. */
-function onCpu0(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const argv = PINNED ? ['taskset', '-c', '0', cmd, ...args] : [cmd, ...args];
+/** `cmd` on CPU 0 when pinning is possible and `pin`. */
+function onCpu0(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, pin = true): ChildProcess {
+  const argv = PINNED && pin ? ['taskset', '-c', '0', cmd, ...args] : [cmd, ...args];
   return spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
@@ -105,23 +109,31 @@ async function main(): Promise<void> {
   try {
     console.log(
       `pixtable bench variants — ${os.availableParallelism()} cores, node ${process.version}, ${RUNS} runs; ` +
-        `${PINNED ? 'pixtable and nginx pinned to CPU 0' : 'not pinned'}; load average at start ${os.loadavg()[0]!.toFixed(2)}`,
+        `${PINNED ? 'row 2: pixtable and nginx pinned to CPU 0' : 'not pinned'}; load average at start ${os.loadavg()[0]!.toFixed(2)}`,
     );
     const source = path.join(dir, 'source.jpg');
     await writeBenchSource(source);
     const storage = path.join(dir, 'storage');
-    const serve = async (extra: Record<string, string>): Promise<{ child: ChildProcess; base: string }> => {
+    const serve = async (
+      extra: Record<string, string>,
+      pin: boolean,
+    ): Promise<{ child: ChildProcess; base: string }> => {
       const p = await port();
-      const child = onCpu0(process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
-        ...process.env,
-        PORT: String(p),
-        HOST: '127.0.0.1',
-        PIXTABLE_STORAGE: storage,
-        PIXTABLE_WORKERS: '1',
-        PIXTABLE_LOG_REQUESTS: 'false',
-        PIXTABLE_LOG_LEVEL: 'warn',
-        ...extra,
-      });
+      const child = onCpu0(
+        process.execPath,
+        [path.join(repo, 'dist/src/cli/main.js'), 'serve'],
+        {
+          ...process.env,
+          PORT: String(p),
+          HOST: '127.0.0.1',
+          PIXTABLE_STORAGE: storage,
+          PIXTABLE_WORKERS: '1',
+          PIXTABLE_LOG_REQUESTS: 'false',
+          PIXTABLE_LOG_LEVEL: 'warn',
+          ...extra,
+        },
+        pin,
+      );
       children.push(child);
       const base = `http://127.0.0.1:${p}`;
       await listening(`${base}/readyz`);
@@ -129,45 +141,57 @@ async function main(): Promise<void> {
     };
 
     // ---- (1) first-time variants: the encoded LRU off, so each request resizes and encodes ----
-    const cold = await serve({ PIXTABLE_THUMB_CACHE_BYTES: '0' });
-    const put = await fetch(`${cold.base}/v1/sources/bench/source.jpg`, {
-      method: 'PUT',
-      body: fs.readFileSync(source),
-    });
-    if (put.status !== 201) throw new Error(`upload: ${put.status}`);
-    const variant = Buffer.from(await (await fetch(`${cold.base}${VARIANT}`)).arrayBuffer());
-    const meta = await sharp(variant).metadata();
-    const decodeToSize = () =>
-      sharp(source).resize(meta.width, meta.height, { fit: 'fill' }).webp({ quality: 80 }).toBuffer();
+    // Not pinned, like the in-process decode it is compared with; both run one libvips thread
+    // per image (pixtable's setting, and sharp.concurrency(1) here)
+    const cold = await serve({ PIXTABLE_THUMB_CACHE_BYTES: '0' }, false);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const firstRatios: number[] = [];
-    const oursMs: number[] = [];
-    const theirsMs: number[] = [];
-    for (let run = 0; run < RUNS; run++) {
-      const ours = mid(await timedGets(`${cold.base}${VARIANT}`, FIRSTS, agent));
-      const t: number[] = [];
-      for (let i = 0; i < Math.max(3, FIRSTS >> 3); i++) {
-        const t0 = performance.now();
-        await decodeToSize();
-        t.push(performance.now() - t0);
+    /** Row (1) for one source file: the variant's bytes (for row 2) and the printed line. */
+    const firstTime = async (key: string, file: string, what: string): Promise<Buffer> => {
+      const put = await fetch(`${cold.base}/v1/sources/${key}`, {
+        method: 'PUT',
+        body: fs.readFileSync(file),
+      });
+      if (put.status !== 201) throw new Error(`upload: ${put.status}`);
+      const url = `${cold.base}${variantOf(key)}`;
+      const variant = Buffer.from(await (await fetch(url)).arrayBuffer());
+      const meta = await sharp(variant).metadata();
+      const decodeToSize = () =>
+        sharp(file).resize(meta.width, meta.height, { fit: 'fill' }).webp({ quality: 80 }).toBuffer();
+      const ratios: number[] = [];
+      const oursMs: number[] = [];
+      const theirsMs: number[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        const ours = mid(await timedGets(url, FIRSTS, agent));
+        const t: number[] = [];
+        for (let i = 0; i < Math.max(3, FIRSTS >> 3); i++) {
+          const t0 = performance.now();
+          await decodeToSize();
+          t.push(performance.now() - t0);
+        }
+        const theirs = mid(t);
+        oursMs.push(ours);
+        theirsMs.push(theirs);
+        ratios.push(theirs / ours);
       }
-      const theirs = mid(t);
-      oursMs.push(ours);
-      theirsMs.push(theirs);
-      firstRatios.push(theirs / ours);
-    }
+      console.log(
+        `(1) ?w=320 WebP (${meta.width}x${meta.height}) first time from a cached preview-1024: ` +
+          `median ${mid(oursMs).toFixed(2)} ms per request over HTTP (runs ${range(oursMs, 2)}); ` +
+          `sharp decoding the 3000x2000 ${what} to that size, in process: ${mid(theirsMs).toFixed(1)} ms (${range(theirsMs, 1)}); ` +
+          `ratio ${mid(ratios).toFixed(1)}× (runs ${range(ratios, 1)}), target ≥ 20×; load ${os.loadavg()[0]!.toFixed(2)}`,
+      );
+      return variant;
+    };
+    const variant = await firstTime('bench/source.jpg', source, 'JPEG (libjpeg shrinks on load)');
+    // the same picture as PNG: no shrink-on-load, the whole image is decoded
+    const png = path.join(dir, 'source.png');
+    await sharp(source).png({ compressionLevel: 6 }).toFile(png);
+    await firstTime('bench/source.png', png, 'PNG');
     agent.destroy();
     stop(cold.child);
     await new Promise((r) => cold.child.once('exit', r));
-    console.log(
-      `(1) ?w=320 WebP (${meta.width}x${meta.height}) first time from a cached preview-1024: ` +
-        `median ${mid(oursMs).toFixed(2)} ms per request over HTTP (runs ${range(oursMs, 2)}); ` +
-        `sharp decoding the 3000x2000 source to that size, in process: ${mid(theirsMs).toFixed(1)} ms (${range(theirsMs, 1)}); ` +
-        `ratio ${mid(firstRatios).toFixed(1)}× (runs ${range(firstRatios, 1)}), target ≥ 20×; load ${os.loadavg()[0]!.toFixed(2)}`,
-    );
 
     // ---- (2) repeated variant hits against nginx serving the same bytes ----
-    const warm = await serve({});
+    const warm = await serve({}, true);
     const body = Buffer.from(await (await fetch(`${warm.base}${VARIANT}`)).arrayBuffer());
     if (!body.equals(variant)) throw new Error('the variant changed between the two servers');
     const html = path.join(dir, 'nginx', 'html');
