@@ -59,6 +59,7 @@ const HTTP_ONLY = [
   'minFreeBytes',
   'thumbQuality',
   'thumbTypes',
+  'variantWidths',
   'cacheControl',
   'signingKeys',
   'origin',
