@@ -36,6 +36,7 @@ import {
   type Account,
 } from './cpu-account.js';
 import { runtimeHasReusePort } from '../src/serve/distribution.js';
+import { writeBenchSource } from './source-image.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -265,20 +266,8 @@ async function main(): Promise<void> {
         `; load average at start ${load0}`,
     );
 
-    // A 6 MP source, as in the issue's image_filter measurement; noise keeps the JPEG realistic.
     const source = path.join(dir, 'source.jpg');
-    await sharp({
-      create: {
-        width: 3000,
-        height: 2000,
-        channels: 3,
-        background: '#808080',
-        noise: { type: 'gaussian', mean: 128, sigma: 40 },
-      },
-    })
-      .blur(0.7)
-      .jpeg({ quality: 85 })
-      .toFile(source);
+    await writeBenchSource(source);
 
     // ---- pixtable ----
     const port = await freePort();

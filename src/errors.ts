@@ -92,6 +92,16 @@ export const ERRORS = {
     exit: EXIT.USAGE,
     message: 'The rectangle is malformed or outside the image',
   },
+  INVALID_VARIANT: {
+    status: 400,
+    exit: EXIT.USAGE,
+    message: 'The variant parameters (w, h, dpr) are malformed',
+  },
+  VARIANT_TOO_LARGE: {
+    status: 400,
+    exit: EXIT.USAGE,
+    message: 'The variant is wider or taller than the largest allowed variant size',
+  },
   RANGE_NOT_SATISFIABLE: {
     status: 416,
     exit: EXIT.USAGE,

@@ -53,6 +53,8 @@ const HELP: Record<string, string> = {
   PIXTABLE_THUMB_CACHE_BYTES: 'bytes of encoded thumbnails kept in memory (default 64 MiB)',
   PIXTABLE_THUMB_QUALITY: 'webp/jpeg/avif quality 1-100',
   PIXTABLE_THUMB_TYPES: 'preferred encodings, comma-separated (default webp,avif)',
+  PIXTABLE_VARIANT_WIDTHS:
+    'thumbnail variant sizes in device pixels, comma-separated; ?w/?h round up to the next (default 32…3840)',
   PIXTABLE_CACHE_CONTROL: 'Cache-Control of cached content (default "public, max-age=3600")',
   PIXTABLE_KEY: 'hex HMAC key(s) for signed URLs, comma-separated (rotation)',
   PIXTABLE_SALT: 'hex salt(s), one per key',

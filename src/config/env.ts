@@ -77,6 +77,11 @@ export interface ServerConfig {
   thumbQuality: number | undefined;
   /** Server preference among types the client accepts equally. */
   thumbTypes: readonly EncodedType[];
+  /**
+   * Sizes a thumbnail variant may have, in device pixels, ascending (PIXTABLE_VARIANT_WIDTHS): a
+   * requested width or height is rounded up to the next, beyond the last it is refused.
+   */
+  variantWidths: readonly number[];
   cacheControl: string;
   /** Empty: signing off. Several entries: any of them verifies (key rotation); the first signs. */
   signingKeys: readonly SigningKey[];
@@ -146,6 +151,7 @@ export const ENV_VARS = [
   'PIXTABLE_THUMB_CACHE_BYTES',
   'PIXTABLE_THUMB_QUALITY',
   'PIXTABLE_THUMB_TYPES',
+  'PIXTABLE_VARIANT_WIDTHS',
   'PIXTABLE_CACHE_CONTROL',
   'PIXTABLE_KEY',
   'PIXTABLE_SALT',
@@ -220,6 +226,20 @@ function list(env: Env, name: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+}
+
+/** Sizes thumbnail variants snap up to; a short list bounds the encodings one key can have. */
+export const DEFAULT_VARIANT_WIDTHS: readonly number[] = [
+  32, 48, 64, 96, 128, 160, 256, 320, 480, 640, 768, 1024, 1280, 1600, 1920, 2560, 3840,
+];
+
+function parseVariantWidths(env: Env): readonly number[] {
+  const name = 'PIXTABLE_VARIANT_WIDTHS';
+  const items = list(env, name);
+  if (items.length === 0) return DEFAULT_VARIANT_WIDTHS;
+  is.ensure(items.length <= 64, name, 'at most 64 sizes', items.length, C);
+  const sizes = [...new Set(items.map((t) => is.intText(name, t, 1, 16384, C)))];
+  return sizes.sort((a, b) => a - b);
 }
 
 function hexList(env: Env, name: string): Buffer[] {
@@ -475,6 +495,7 @@ export function loadConfig(
     thumbCacheBytes: int(env, 'PIXTABLE_THUMB_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER, 64 * 1024 * 1024),
     thumbQuality: int(env, 'PIXTABLE_THUMB_QUALITY', 1, 100),
     thumbTypes: thumbTypes.length ? thumbTypes : ['webp', 'avif'],
+    variantWidths: parseVariantWidths(env),
     cacheControl: str(env, 'PIXTABLE_CACHE_CONTROL') ?? 'public, max-age=3600',
     signingKeys: parseSigning(env),
     origin: parseOrigin(env, maxUploadBytes),

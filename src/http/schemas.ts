@@ -105,12 +105,43 @@ export const thumbnails = {
   summary: 'Encoded thumbnail of an entry (WebP, AVIF, PNG or JPEG)',
   description:
     '?type picks the encoding; otherwise Accept is negotiated (WebP/AVIF only when named, else PNG for formats ' +
-    'with alpha and JPEG without) and the response carries Vary: Accept. Encodings are cached in memory.',
+    'with alpha and JPEG without) and the response carries Vary: Accept. Encodings are cached in memory. ' +
+    "Variants (w, h, dpr): resized from the smallest cached entry of the key's family at least as large, never " +
+    'from the source while one exists; w × dpr and h × dpr round up to the next of PIXTABLE_VARIANT_WIDTHS (beyond ' +
+    "the largest: 400 VARIANT_TOO_LARGE); never larger than the format's entry. w=auto reads Sec-CH-Width and " +
+    'dpr=auto Sec-CH-DPR; Vary names exactly the headers used (Accept, Sec-CH-Width, Sec-CH-DPR). Every response ' +
+    'carries Accept-CH: Sec-CH-DPR, Sec-CH-Width.',
   tags: ['thumbnails'],
   params: formatAndKey,
   querystring: {
     type: 'object',
-    properties: { type: { type: 'string', enum: ['webp', 'avif', 'png', 'jpeg', 'jpg'] }, ...signedQuery },
+    properties: {
+      type: { type: 'string', enum: ['webp', 'avif', 'png', 'jpeg', 'jpg'] },
+      w: {
+        description:
+          'Variant width in CSS pixels, integer 1..16384 (device pixels = w × dpr, rounded up to the next allowed ' +
+          "size), or auto: the Sec-CH-Width header (device pixels; absent: the format's size). Not with h or dpr when auto.",
+        anyOf: [
+          { type: 'integer', minimum: 1, maximum: 16384 },
+          { type: 'string', enum: ['auto'] },
+        ],
+      },
+      h: {
+        type: 'integer',
+        minimum: 1,
+        maximum: 16384,
+        description: 'Variant height in CSS pixels (device pixels = h × dpr, rounded up like w)',
+      },
+      dpr: {
+        description:
+          'Device pixel ratio, default 1; auto: the Sec-CH-DPR header rounded up to 1, 2 or 3 (absent: 1). Needs w or h.',
+        anyOf: [
+          { type: 'integer', enum: [1, 2, 3] },
+          { type: 'string', enum: ['auto'] },
+        ],
+      },
+      ...signedQuery,
+    },
   },
   response: {
     200: {

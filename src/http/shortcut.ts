@@ -27,6 +27,14 @@ import {
 import { verifyUrl } from './sign.js';
 import { PIXELS_PREFIX, THUMBS_PREFIX, parseTarget, passTarget, type Target } from './target.js';
 import { sendThumb, writeThumb, type EncodedThumb, type ThumbCache } from './thumbcache.js';
+import { Families, deviceBox, variantAsk, variantKey } from './variants.js';
+
+/** The query parameters of a variant (variants.ts). */
+const VARIANT_PARAMS: ReadonlySet<string> = new Set(['w', 'h', 'dpr']);
+/** What the shortcut knows of Client Hints: nothing (requests that ask for them are the route's). */
+const NO_HINTS = { dpr: undefined, width: undefined } as const;
+
+function noop(): void {}
 
 /** Memory for remembered URLs: about 16 000 typical targets. */
 const MEMORY_BYTES = 4 << 20;
@@ -43,7 +51,7 @@ type Found = PixelsMemo | ThumbHit | Target | undefined;
 
 export interface ShortcutOptions {
   cache: PixelCache;
-  config: Pick<ServerConfig, 'signingKeys' | 'thumbTypes' | 'logRequests'>;
+  config: Pick<ServerConfig, 'signingKeys' | 'thumbTypes' | 'logRequests' | 'variantWidths'>;
   thumbs: ThumbCache;
   raw: RawResponses;
   metrics: Metrics;
@@ -67,6 +75,8 @@ export class Shortcut {
   private readonly config: ShortcutOptions['config'];
   private readonly signing: boolean;
   private readonly logRequests: boolean;
+  private readonly families: Families;
+  private readonly variantSizes: readonly number[];
   private readonly pixelsCounter: RouteCounter;
   private readonly thumbsCounter: RouteCounter;
   /**
@@ -85,6 +95,8 @@ export class Shortcut {
     this.config = o.config;
     this.signing = o.config.signingKeys.length > 0;
     this.logRequests = o.config.logRequests;
+    this.families = new Families(o.cache.formats);
+    this.variantSizes = o.config.variantWidths;
     this.pixelsCounter = o.metrics.route('/v1/pixels/:format/*');
     this.thumbsCounter = o.metrics.route('/v1/thumbnails/:format/*');
     const cache = o.cache;
@@ -173,13 +185,22 @@ export class Shortcut {
     let answerable = !(isPixels && hd.range);
     let typeParam: string | undefined;
     let typeParams = 0;
+    // a variant's w, h, dpr as written (variantAsk() takes plain digits only: anything
+    // percent-encoded or repeated is the route's, whose query parser decodes it)
+    let variantQuery: Record<string, string> | undefined;
     const qi = url.indexOf('?');
     if (qi >= 0) {
       for (const part of url.slice(qi + 1).split('&')) {
         if (part.startsWith('sig=') || part.startsWith('exp=')) continue;
-        if (!isPixels && part.startsWith('type=')) {
+        const eq = part.indexOf('=');
+        const name = eq > 0 ? part.slice(0, eq) : '';
+        if (!isPixels && name === 'type') {
           typeParam = part.slice(5);
           typeParams++;
+        } else if (!isPixels && VARIANT_PARAMS.has(name)) {
+          variantQuery ??= {};
+          if (name in variantQuery) answerable = false;
+          variantQuery[name] = part.slice(eq + 1);
         } else answerable = false;
       }
     }
@@ -204,6 +225,8 @@ export class Shortcut {
       // the choice made here is the route's only for a single one.
       if (typeParams <= 1) t.thumb = choice;
     }
+    if (variantQuery !== undefined && choice !== undefined)
+      return this.rememberVariant(t, variantQuery, choice, url, hd);
     let ref: EntryRef | undefined;
     try {
       ref = this.cache.peekRef(t.formatName, t.key);
@@ -211,21 +234,66 @@ export class Shortcut {
       return t; // the route's get() meets the same error
     }
     if (ref === undefined) return t; // a miss: the route decodes
-    const expiresAt = this.signing ? t.signedUntil : Infinity;
     if (choice === undefined) {
       if (this.cache.readOnly && !this.cache.pinRef(ref)) return t; // being recycled: the route looks again
       const m: PixelsMemo = {
         kind: 'pixels',
         ref,
         heads: this.raw.whole(ref, ref.transientPixels.length),
-        expiresAt,
+        expiresAt: this.expiresAt(t),
       };
       this.memory.set(url, m);
       return m;
     }
-    const thumbKey = `${ref.etag}\u0000${choice.type}`;
+    return this.rememberThumb(t, ref, `${ref.etag}\u0000${choice.type}`, choice, url, hd);
+  }
+
+  /**
+   * A variant URL whose encoding is cached: remembered like a thumbnail, under its master's ref.
+   * Those asking for a Client Hint (`auto`) are the route's: the lane does not read hint headers.
+   */
+  private rememberVariant(
+    t: Target,
+    query: Record<string, string>,
+    choice: Negotiated,
+    url: string,
+    hd: ShortcutHeaders,
+  ): Found {
+    try {
+      const ask = variantAsk(query);
+      if (ask === undefined || ask.w === 'auto' || ask.dpr === 'auto') return t;
+      const box = deviceBox(ask, NO_HINTS, this.variantSizes);
+      const picked = this.families.pick(t.format, box, (name) => this.cache.peekRef(name, t.key), noop);
+      if (picked === undefined) return t; // the route loads the entry
+      return this.rememberThumb(
+        t,
+        picked.entry,
+        variantKey(picked.entry.etag, choice.type, picked.cut, ''),
+        choice,
+        url,
+        hd,
+      );
+    } catch {
+      return t; // INVALID_VARIANT, VARIANT_TOO_LARGE, a bad key: the route throws them
+    }
+  }
+
+  private expiresAt(t: Target): number {
+    return this.signing ? t.signedUntil : Infinity;
+  }
+
+  /** Remembers a cached encoding (`thumbKey` in the LRU) of `ref`, or hands `t` to the route. */
+  private rememberThumb(
+    t: Target,
+    ref: EntryRef,
+    thumbKey: string,
+    choice: Negotiated,
+    url: string,
+    hd: ShortcutHeaders,
+  ): Found {
     const thumb = this.thumbs.get(thumbKey);
     if (thumb === undefined) return t; // not encoded yet: the route encodes
+    const expiresAt = this.expiresAt(t);
     const m: ThumbMemo = { kind: 'thumbnail', ref, thumbKey, vary: choice.negotiated, expiresAt };
     if (choice.negotiated) {
       this.memory.set(url, BY_ACCEPT);

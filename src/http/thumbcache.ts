@@ -6,6 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type http from 'node:http';
 import { rawHead } from './head-bytes.js';
 import type { LaneOut } from './lane/index.js';
+import { ACCEPT_CH } from './variants.js';
 
 export interface EncodedThumb {
   body: Buffer;
@@ -35,22 +36,29 @@ export interface ThumbHeaders {
   notModifiedVary: string[];
 }
 
-/** An encoding with its response headers (`extra`: headers every response carries, e.g. CORS). */
+/**
+ * An encoding with its response headers (`extra`: headers every response carries, e.g. CORS;
+ * `hints`: the Client Hints a variant was chosen by, which `Vary` names beside Accept).
+ */
 export function encodedThumb(
   body: Buffer,
   etag: string,
   contentType: string,
   cacheControl: string,
   extra: readonly string[] = [],
+  hints = '',
 ): EncodedThumb {
   const length = String(body.length);
-  const validators = ['ETag', etag, 'Cache-Control', cacheControl, ...extra];
-  const ok = ['Content-Type', contentType, 'Content-Length', length, ...validators];
+  // Accept-CH: a browser that honours it sends Sec-CH-DPR / Sec-CH-Width for ?dpr=auto, ?w=auto
+  const validators = ['ETag', etag, 'Cache-Control', cacheControl, 'Accept-CH', ACCEPT_CH, ...extra];
+  const plain = hints === '' ? validators : [...validators, 'Vary', hints];
+  const vary = [...validators, 'Vary', hints === '' ? 'Accept' : `Accept, ${hints}`];
+  const ok = ['Content-Type', contentType, 'Content-Length', length];
   const headers: ThumbHeaders = {
-    ok,
-    okVary: [...ok, 'Vary', 'Accept'],
-    notModified: validators,
-    notModifiedVary: [...validators, 'Vary', 'Accept'],
+    ok: [...ok, ...plain],
+    okVary: [...ok, ...vary],
+    notModified: plain,
+    notModifiedVary: vary,
   };
   return {
     body,

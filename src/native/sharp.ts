@@ -334,9 +334,40 @@ export async function encodeImage(
   type: EncodedType,
   options: EncodeOptions = {},
 ): Promise<Buffer> {
+  return encodeAs(rawInput(r), type, options);
+}
+
+/** How a variant is cut from its master: `cover` crops to the box (centre), `fill` scales to it. */
+export interface ResizeTo {
+  width: number;
+  height: number;
+  fit: 'cover' | 'fill';
+}
+
+/**
+ * Resizes raw rows (a cached entry, unpacked) to `to` and encodes the result: the responsive
+ * variants of thumbnails, cut from decoded pixels rather than from the source.
+ */
+export async function resizeEncodeImage(
+  r: RawImage,
+  to: ResizeTo,
+  type: EncodedType,
+  options: EncodeOptions = {},
+): Promise<Buffer> {
+  const img = rawInput(r);
+  if (to.width === r.width && to.height === r.height) return encodeAs(img, type, options);
+  // extract() (the row padding) was called first, so libvips crops before it resizes
+  return encodeAs(img.resize(to.width, to.height, { fit: to.fit, position: 'centre' }), type, options);
+}
+
+function rawInput(r: RawImage): Sharp {
   let img = sharp(r.data, { raw: { width: r.rowPixels, height: r.height, channels: r.channels } });
   if (r.rowPixels !== r.width) img = img.extract({ left: 0, top: 0, width: r.width, height: r.height });
   if (r.dropAlpha) img = img.removeAlpha();
+  return img;
+}
+
+function encodeAs(img: Sharp, type: EncodedType, options: EncodeOptions): Promise<Buffer> {
   const q = options.quality;
   switch (type) {
     case 'webp':

@@ -61,6 +61,7 @@ const HTTP_ONLY = [
   'minFreeBytes',
   'thumbQuality',
   'thumbTypes',
+  'variantWidths',
   'cacheControl',
   'signingKeys',
   'origin',
