@@ -55,6 +55,11 @@ export const formats = {
           maxCount: { type: 'integer', description: 'Entry limit in effect (maxBytes may lower it)' },
           maxBytes: { type: 'integer', description: 'Byte bound on the entries, when configured' },
           family: { type: 'string' },
+          position: {
+            type: 'string',
+            enum: ['attention', 'entropy'],
+            description: "A cover format's crop strategy, when not the default centre",
+          },
           entryBytes: {
             type: 'integer',
             description: "Bytes every entry reserves on disk, whatever the image's size (the full box)",

@@ -6,7 +6,7 @@
 // It imports only the error registry (to translate libvips' failures) and vocabulary types.
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PixtableError, tooManyPixelsDetail } from '../errors.js';
-import type { EncodedType, Fit } from '../formats.js';
+import type { EncodedType, Fit, Position } from '../formats.js';
 
 // Each sharp pipeline holds one libuv pool thread from start to end, the pool Node's file
 // operations use too; the decode and encode queues bound how many run at once, and pixtable serve
@@ -26,6 +26,8 @@ export interface DecodeTarget {
   fit: Fit;
   /** scale up sources smaller than the box (always true for cover) */
   enlarge: boolean;
+  /** which part a cover crop keeps (sharp's strategies; ignored by inside). Default centre. */
+  position?: Position;
   layout: DecodeLayout;
 }
 
@@ -223,7 +225,7 @@ export async function translateSharpError(
 }
 
 function shape(img: Sharp, t: DecodeTarget): Sharp {
-  img = img.resize(t.width, t.height, { fit: t.fit, position: 'centre', withoutEnlargement: !t.enlarge });
+  img = img.resize(t.width, t.height, { fit: t.fit, position: t.position ?? 'centre', withoutEnlargement: !t.enlarge });
   switch (t.layout) {
     case 'rgba':
       return img.toColourspace('srgb').ensureAlpha();
