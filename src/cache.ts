@@ -12,6 +12,7 @@ import type {
   EntryRef,
   FormatDiskUse,
   FormatStats,
+  ImageInfo,
   ImageView,
   OpenOptions,
   PutResult,
@@ -20,12 +21,21 @@ import type {
 import { entryGeometry, type ChunkCache } from './engine/table.js';
 import { resolveOptions, type Resolved } from './engine/options.js';
 import { checkTablesFileSystem } from './engine/filesystem.js';
-import { indexFile, lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
+import {
+  indexFile,
+  lockFile,
+  placeholdersFile,
+  readersFile,
+  sourcesDir,
+  tableDir,
+  tablesDir,
+} from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
 import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
 import { Revalidator } from './engine/revalidate.js';
 import {
+  fingerprint,
   hashFile,
   openSource,
   readSource,
@@ -38,6 +48,8 @@ import { listKeys, removeName, resolveForWrite, validateKey } from './engine/sou
 import { makeCurrent, refImpl } from './engine/views.js';
 import { compactStores, flushStores, verifyStores } from './engine/maintenance.js';
 import { probeImage } from './native/sharp.js';
+import { PlaceholderFile, type StoredPlaceholder } from './engine/placeholder-file.js';
+import { computePlaceholder, publicPlaceholder } from './engine/placeholder.js';
 
 /** Chunk-LRU keys are `tableNo × 2^36 + chunkNo` (Table.chunkKeyOf). */
 const TABLE_KEY_SPAN = 2 ** 36;
@@ -55,6 +67,8 @@ export class ImageCache {
   private groups: Group<FormatStore>[] = [];
   /** each store's decode group, by store number */
   private groupOf: Group<FormatStore>[] = [];
+  /** each group's placeholder file, kept by its smallest member (by that member's store number) */
+  private readonly placeholders = new Map<number, PlaceholderFile>();
   private readonly chunks: ChunkCache;
   private readonly decoder: Decoder;
   private readonly revalidator: Revalidator;
@@ -106,6 +120,7 @@ export class ImageCache {
     }
     cache.groups = groupByFamily(cache.stores);
     for (const g of cache.groups) for (const m of g.members) cache.groupOf[m.no] = g;
+    for (const g of cache.groups) cache.openPlaceholders(g);
     if (!o.readOnly && o.sync === 'batch') {
       cache.timer = setInterval(() => void cache.flushInBackground(), o.syncIntervalMs);
       cache.timer.unref();
@@ -134,6 +149,24 @@ export class ImageCache {
     });
     this.stores.push(st);
     this.byName.set(f.name, st);
+  }
+
+  /** The group's member with the fewest pixels: its entry is where the placeholder comes from. */
+  private smallestOf(g: Group<FormatStore>): FormatStore {
+    let best = g.members[0]!;
+    for (const m of g.members)
+      if (m.format.width * m.format.height < best.format.width * best.format.height) best = m;
+    return best;
+  }
+
+  private openPlaceholders(g: Group<FormatStore>): void {
+    const st = this.smallestOf(g);
+    const file = new PlaceholderFile(
+      placeholdersFile(this.tablesDir, st.format.name),
+      () => st.table.tableId,
+    );
+    if (!this.readOnly) file.openForWriting();
+    this.placeholders.set(st.no, file);
   }
 
   /** The validated format called `name`; throws UNKNOWN_FORMAT. */
@@ -306,6 +339,39 @@ export class ImageCache {
     const images = await this.decodeImages(g, src.path);
     this.assertOpen();
     await Promise.all(g.members.map((st, i) => st.write(key, images[i]!, src, this.assertOpen)));
+    await this.storePlaceholder(g, key);
+  }
+
+  /**
+   * Computes and stores the placeholder of `key`'s entry in `g`'s smallest format, from that
+   * entry's pixels (pinned meanwhile). Derived data: a failure is logged, never the write's.
+   */
+  private async storePlaceholder(g: Group<FormatStore>, key: string): Promise<StoredPlaceholder | undefined> {
+    const st = this.smallestOf(g);
+    const file = this.placeholders.get(st.no);
+    const s = st.verifiedSlot(key);
+    const view = file && s >= 0 ? st.view(s, key) : undefined;
+    if (!file || !view) return undefined;
+    try {
+      const p = await computePlaceholder(view);
+      file.write(s, view.generation, fingerprint(key), p);
+      return p;
+    } catch (e) {
+      this.o.logger.warn('placeholder not stored', { format: st.format.name, key, error: String(e) });
+      return undefined;
+    } finally {
+      view.release();
+    }
+  }
+
+  /** The stored placeholder of `key` in `g`, or (writers) one computed now from the cached entry. */
+  private async placeholderOf(g: Group<FormatStore>, key: string): Promise<StoredPlaceholder | undefined> {
+    const st = this.smallestOf(g);
+    const s = st.verifiedSlot(key);
+    if (s < 0) return undefined;
+    const stored = this.placeholders.get(st.no)?.read(s, st.generationOf(s), fingerprint(key));
+    if (stored || this.readOnly) return stored;
+    return this.storePlaceholder(g, key);
   }
 
   private readonly assertOpen = (): void => {
@@ -372,6 +438,7 @@ export class ImageCache {
         g.members.map((m, i) => m.write(key, decoded[gi]![i]!, src, this.assertOpen)),
       ),
     );
+    await Promise.all(this.groups.map((g) => this.storePlaceholder(g, key)));
     return {
       key,
       sourceFingerprint: src.fp.toString('hex'),
@@ -455,6 +522,49 @@ export class ImageCache {
         return book.sourceFp.subarray(s * 16, s * 16 + 16);
     }
     return undefined;
+  }
+
+  /**
+   * What is stored for `key`: the source's size and type (from its header), each format's cached
+   * entry size (`null` when not cached) and the placeholder. Never decodes: a key nobody asked
+   * for yet has every format `null` and no placeholder. SOURCE_NOT_FOUND when there is no source,
+   * INVALID_KEY.
+   */
+  async info(key: string): Promise<ImageInfo> {
+    this.assertOpen();
+    validateKey(key);
+    const { handle, path: file, stat } = await openSource(this.sourcesDir, key);
+    let header: Awaited<ReturnType<typeof probeImage>>;
+    try {
+      header = await probeImage(file, this.o.maxInputPixels);
+    } finally {
+      await handle.close();
+    }
+    const formats: ImageInfo['formats'] = {};
+    for (const st of this.stores) {
+      const s = st.verifiedSlot(key);
+      const view = s < 0 ? undefined : st.view(s, key);
+      formats[st.format.name] = view ? { width: view.width, height: view.height } : null;
+      view?.release();
+    }
+    const byArea = [...this.groups].sort((a, b) => {
+      const fa = this.smallestOf(a).format;
+      const fb = this.smallestOf(b).format;
+      return fa.width * fa.height - fb.width * fb.height;
+    });
+    let placeholder: StoredPlaceholder | undefined;
+    for (const g of byArea) if ((placeholder = await this.placeholderOf(g, key))) break;
+    return {
+      key,
+      source: {
+        bytes: stat.size,
+        width: header.width ?? 0,
+        height: header.height ?? 0,
+        type: header.format ?? 'unknown',
+      },
+      formats,
+      ...(placeholder ? { placeholder: publicPlaceholder(placeholder) } : {}),
+    };
   }
 
   // ---- operations ----------------------------------------------------------------------------

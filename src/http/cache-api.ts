@@ -1,7 +1,7 @@
 // The part of ImageCache (src/cache.ts) the HTTP layer uses, as a structural type: the server is
 // written against the engine's public contract, and tests can drive routes with a stand-in.
 import type { Format } from '../formats.js';
-import type { CacheStats, EntryRef, ImageView, PutResult } from '../types.js';
+import type { CacheStats, EntryRef, ImageInfo, ImageView, PutResult } from '../types.js';
 import type { SourceFile } from '../engine/source-bytes.js';
 import type { UploadBody } from '../engine/uploads.js';
 
@@ -23,6 +23,7 @@ export interface PixelCache {
   openSource(key: string): Promise<SourceFile>;
   delete(key: string): Promise<boolean>;
   listSources(): Promise<string[]>;
+  info(key: string): Promise<ImageInfo>;
   stats(): CacheStats;
   close(): Promise<void>;
 }

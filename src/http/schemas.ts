@@ -228,3 +228,57 @@ export const ready = {
   tags: ['operations'],
   response: { 200: readyBody, 503: readyBody },
 };
+
+const entrySize = {
+  type: 'object',
+  nullable: true,
+  description: "The cached entry's real size, null when this format holds none of the key now",
+  properties: { width: { type: 'integer' }, height: { type: 'integer' } },
+} as const;
+
+export const info = {
+  summary: "What is stored for a key: the source's size and type, each format's entry size, the placeholder",
+  description:
+    'Reads what is stored and never decodes: a key no request has decoded yet has every format null and no ' +
+    'placeholder. The placeholder (ThumbHash in base64 and the dominant colour) is computed when the key is ' +
+    'decoded, from the smallest format of its family. 404 SOURCE_NOT_FOUND when the key has no source.',
+  tags: ['sources'],
+  params: { type: 'object', properties: { '*': formatAndKey.properties['*'] } },
+  querystring: { type: 'object', properties: signedQuery },
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        key: { type: 'string' },
+        source: {
+          type: 'object',
+          properties: {
+            bytes: { type: 'integer', description: "The source file's length" },
+            width: {
+              type: 'integer',
+              description: 'Pixels as displayed (EXIF orientation applied); 0 if unknown',
+            },
+            height: { type: 'integer' },
+            type: {
+              type: 'string',
+              description: 'What libvips reads it as: jpeg, png, webp, gif, heif, tiff, svg, …',
+            },
+          },
+        },
+        formats: { type: 'object', additionalProperties: entrySize },
+        placeholder: {
+          type: 'object',
+          description: 'Absent while the smallest format of the family holds no entry of the key',
+          properties: {
+            thumbHash: {
+              type: 'string',
+              description: 'ThumbHash bytes, base64 (decode with thumbhash.thumbHashToRGBA)',
+            },
+            dominantColor: { type: 'string', description: '#rrggbb, sRGB' },
+          },
+        },
+      },
+    },
+    ...errors,
+  },
+};

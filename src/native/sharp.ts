@@ -225,7 +225,11 @@ export async function translateSharpError(
 }
 
 function shape(img: Sharp, t: DecodeTarget): Sharp {
-  img = img.resize(t.width, t.height, { fit: t.fit, position: t.position ?? 'centre', withoutEnlargement: !t.enlarge });
+  img = img.resize(t.width, t.height, {
+    fit: t.fit,
+    position: t.position ?? 'centre',
+    withoutEnlargement: !t.enlarge,
+  });
   switch (t.layout) {
     case 'rgba':
       return img.toColourspace('srgb').ensureAlpha();
@@ -350,6 +354,36 @@ export async function encodeImage(
     case 'jpeg':
       return img.jpeg({ quality: q ?? 80, mozjpeg: false }).toBuffer();
   }
+}
+
+/** A small straight-RGBA copy of an image, and the colour libvips finds dominant in it. */
+export interface SmallImage {
+  /** width × height × 4 bytes, tightly packed */
+  data: Buffer;
+  width: number;
+  height: number;
+  /** sRGB 0..255: the centre of the most populated bin of libvips' 4096-bin colour histogram */
+  dominant: { r: number; g: number; b: number };
+}
+
+/**
+ * `r` shrunk to fit `maxSide` × `maxSide` (aspect kept, never enlarged), as straight RGBA, for
+ * placeholders: the rows are an entry's already-decoded pixels, so nothing is decoded again.
+ */
+export async function downsampleRgba(r: RawImage, maxSide: number): Promise<SmallImage> {
+  let img = sharp(r.data, { raw: { width: r.rowPixels, height: r.height, channels: r.channels } });
+  if (r.rowPixels !== r.width) img = img.extract({ left: 0, top: 0, width: r.width, height: r.height });
+  if (r.dropAlpha) img = img.removeAlpha();
+  const { data, info } = await img
+    .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
+    .toColourspace('srgb')
+    .ensureAlpha()
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  const { dominant } = await sharp(data, {
+    raw: { width: info.width, height: info.height, channels: 4 },
+  }).stats();
+  return { data, width: info.width, height: info.height, dominant };
 }
 
 export function sharpVersions(): Record<string, string | undefined> {
