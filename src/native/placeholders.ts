@@ -5,6 +5,7 @@
 // image's aspect ratio and alpha, in fewer bytes (about 25 against 30 characters), and decodes
 // with a 2 KB script in the browser; a second placeholder would double the ingest work and the
 // stored record for clients that can all read the first.
+import { createRequire } from 'node:module';
 import { rgbaToThumbHash, thumbHashToAverageRGBA, thumbHashToRGBA } from 'thumbhash';
 
 /** The largest side ThumbHash encodes (its own limit). */
@@ -24,4 +25,12 @@ export function thumbHashImage(hash: Uint8Array): { width: number; height: numbe
 /** The ThumbHash's average colour, each channel 0..1. */
 export function thumbHashAverage(hash: Uint8Array): { r: number; g: number; b: number; a: number } {
   return thumbHashToAverageRGBA(hash);
+}
+
+/**
+ * The file of thumbhash's own module, which runs in browsers as it is (an ES module without
+ * dependencies): the web page serves it to render placeholders with the library that made them.
+ */
+export function thumbHashBrowserModule(): string {
+  return createRequire(import.meta.url).resolve('thumbhash');
 }
