@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import {
   ImageCache,
   PixtableError,
+  describeFormat,
   validateFormat,
   type FormatSpec,
   type ImageView,
@@ -129,6 +130,9 @@ test('changing position rebuilds the table: the old crop is never served, the ne
 test('position is validated: a known strategy, on cover formats only', () => {
   assert.equal(validateFormat(fmt()).position, 'centre');
   assert.equal(validateFormat(fmt('entropy')).position, 'entropy');
+  // GET /v1/formats and `pixtable stats` say which strategy a format crops with (not the default)
+  assert.equal(describeFormat(validateFormat(fmt('entropy'))).position, 'entropy');
+  assert.equal('position' in describeFormat(validateFormat(fmt())), false);
   assert.throws(
     () => validateFormat({ ...fmt(), position: 'middle' }),
     (e: unknown) =>
