@@ -205,7 +205,10 @@ export interface Placeholder {
    * renders as a blurred image of at most 32 px a side with the source's aspect ratio and alpha.
    */
   thumbHash: string;
-  /** `#rrggbb`, sRGB: the most common colour of that entry (libvips' histogram), for a flat fill. */
+  /**
+   * `#rrggbb`, sRGB: the most common colour of that entry (the mean of the fullest of 4096 colour
+   * bins, 16 levels a channel; transparent pixels left out), for a flat fill.
+   */
   dominantColor: string;
 }
 

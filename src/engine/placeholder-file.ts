@@ -10,6 +10,7 @@
 // slot or by a rebuilt table is never read as a placeholder. The writer computes a missing one
 // again from the entry's pixels (never from the source), so nothing here needs a sync.
 import fs from 'node:fs';
+import path from 'node:path';
 import { crc32 } from 'node:zlib';
 
 const MAGIC = 0x48505850; // "PXPH"
@@ -57,6 +58,12 @@ export class PlaceholderFile {
    * (temp file + rename, so a reader never sees a half-written header).
    */
   openForWriting(): void {
+    // a writer killed between writing a fresh file and renaming it left it; this writer holds the
+    // format's lock, so no other is writing one now
+    const dir = path.dirname(this.file);
+    const stale = `${path.basename(this.file)}.tmp-`;
+    for (const name of fs.readdirSync(dir))
+      if (name.startsWith(stale)) fs.rmSync(path.join(dir, name), { force: true });
     const want = header(this.tableId());
     const have = Buffer.alloc(HEADER_FIELDS);
     try {

@@ -356,19 +356,17 @@ export async function encodeImage(
   }
 }
 
-/** A small straight-RGBA copy of an image, and the colour libvips finds dominant in it. */
+/** A small straight-RGBA copy of an image. */
 export interface SmallImage {
   /** width × height × 4 bytes, tightly packed */
   data: Buffer;
   width: number;
   height: number;
-  /** sRGB 0..255: the centre of the most populated bin of libvips' 4096-bin colour histogram */
-  dominant: { r: number; g: number; b: number };
 }
 
 /**
- * `r` shrunk to fit `maxSide` × `maxSide` (aspect kept, never enlarged), as straight RGBA, for
- * placeholders: the rows are an entry's already-decoded pixels, so nothing is decoded again.
+ * `r` shrunk to fit `maxSide` × `maxSide` (aspect kept), as straight RGBA, for placeholders:
+ * the rows are an entry's already-decoded pixels, so nothing is decoded again.
  */
 export async function downsampleRgba(r: RawImage, maxSide: number): Promise<SmallImage> {
   let img = sharp(r.data, { raw: { width: r.rowPixels, height: r.height, channels: r.channels } });
@@ -380,10 +378,7 @@ export async function downsampleRgba(r: RawImage, maxSide: number): Promise<Smal
     .ensureAlpha()
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
-  const { dominant } = await sharp(data, {
-    raw: { width: info.width, height: info.height, channels: 4 },
-  }).stats();
-  return { data, width: info.width, height: info.height, dominant };
+  return { data, width: info.width, height: info.height };
 }
 
 export function sharpVersions(): Record<string, string | undefined> {

@@ -10,6 +10,7 @@ import { thumbHashToAverageRGBA, thumbHashToRGBA } from 'thumbhash';
 import { ImageCache, PixtableError, type FormatSpec, type ImageView } from '../../src/index.js';
 import { placeholdersFile } from '../../src/engine/layout.js';
 import { RECORD_BYTES } from '../../src/engine/placeholder-file.js';
+import { dominantColour } from '../../src/engine/placeholder.js';
 import { rmrf, tempDir } from '../helpers/fixtures.js';
 
 // a family of two (the placeholder comes from `small`) and a format of its own
@@ -56,6 +57,24 @@ function meanRgb(v: ImageView): number[] {
   return sum.map((s) => s / (v.width * v.height));
 }
 
+/** Mean absolute difference per channel between a rendered ThumbHash and an rgba8 entry shrunk to its size. */
+async function meanAbsDifference(
+  img: { w: number; h: number; rgba: Uint8Array },
+  entry: ImageView,
+): Promise<number> {
+  const shrunk = await sharp(entry.pixels, {
+    raw: { width: entry.stride / 4, height: entry.height, channels: 4 },
+  })
+    .extract({ left: 0, top: 0, width: entry.width, height: entry.height })
+    .resize(img.w, img.h, { fit: 'fill' })
+    .raw()
+    .toBuffer();
+  let diff = 0;
+  for (let i = 0; i < img.w * img.h; i++)
+    for (let ch = 0; ch < 3; ch++) diff += Math.abs(img.rgba[i * 4 + ch]! - shrunk[i * 4 + ch]!);
+  return diff / (img.w * img.h * 3);
+}
+
 async function seeded(): Promise<string> {
   const storage = tempDir('pixtable-place-');
   const c = await ImageCache.open({ storage, formats: FORMATS });
@@ -86,19 +105,7 @@ test('the stored ThumbHash decodes (thumbhash.thumbHashToRGBA) to an image close
         // lowest frequencies, so the hard edges between the colours blur), while against another
         // key's entry it is ≥ 60 (measured 95–160).
         const img = thumbHashToRGBA(hash);
-        const mad = async (entry: ImageView) => {
-          const shrunk = await sharp(entry.pixels, {
-            raw: { width: entry.stride / 4, height: entry.height, channels: 4 },
-          })
-            .extract({ left: 0, top: 0, width: entry.width, height: entry.height })
-            .resize(img.w, img.h, { fit: 'fill' })
-            .raw()
-            .toBuffer();
-          let diff = 0;
-          for (let i = 0; i < img.w * img.h; i++)
-            for (let ch = 0; ch < 3; ch++) diff += Math.abs(img.rgba[i * 4 + ch]! - shrunk[i * 4 + ch]!);
-          return diff / (img.w * img.h * 3);
-        };
+        const mad = (entry: ImageView) => meanAbsDifference(img, entry);
         const own = await mad(v);
         assert.ok(own <= 40, `${key}: mean abs difference ${own.toFixed(1)}`);
         for (const [other] of IMAGES.filter(([k]) => k !== key)) {
@@ -114,6 +121,34 @@ test('the stored ThumbHash decodes (thumbhash.thumbHashToRGBA) to an image close
         const [, a, b] = IMAGES.find(([k]) => k === key)!;
         assert.ok(near(a) || near(b), `${key}: dominant ${dom}`);
       }
+    } finally {
+      await c.close();
+    }
+  } finally {
+    rmrf(storage);
+  }
+});
+
+test('a smallest entry over 100 px is shrunk (libvips) before hashing, with the same result quality', async () => {
+  const storage = tempDir('pixtable-place-');
+  try {
+    const formats: FormatSpec[] = [{ name: 'wide', width: 240, height: 160, fit: 'cover', maxCount: 4 }];
+    const c = await ImageCache.open({ storage, formats });
+    try {
+      const [key, a, b, bar] = IMAGES[0]!;
+      await c.put(key, await twoTone(a, b, bar));
+      const info = await c.info(key);
+      const hash = Buffer.from(info.placeholder!.thumbHash, 'base64');
+      const img = thumbHashToRGBA(hash);
+      assert.ok(img.w > img.h, `the hash keeps the landscape aspect: ${img.w}×${img.h}`);
+      using v = c.peek('wide', key)!;
+      const d = await meanAbsDifference(img, v);
+      assert.ok(d <= 40, `mean abs difference ${d.toFixed(1)}`);
+      const rgb = [1, 3, 5].map((i) => parseInt(info.placeholder!.dominantColor.slice(i, i + 2), 16));
+      assert.ok(
+        [a, b].some((want) => want.every((x, i) => Math.abs(x - rgb[i]!) <= 24)),
+        info.placeholder!.dominantColor,
+      );
     } finally {
       await c.close();
     }
@@ -204,8 +239,12 @@ test('placeholders survive reopen; a torn or damaged record is never trusted and
     for (const [key] of IMAGES) original.set(key, (await first.info(key)).placeholder!.thumbHash);
     await first.close();
 
-    // reopened, by a writer and by a reader: the same placeholders
+    // reopened, by a writer and by a reader: the same placeholders (and a fresh file a killed
+    // writer never renamed is removed)
+    const leftover = `${placeholdersFile(path.join(storage, 'tables'), 'small')}.tmp-99999`;
+    fs.writeFileSync(leftover, 'x');
     const w = await ImageCache.open({ storage, formats: FORMATS });
+    assert.equal(fs.existsSync(leftover), false);
     for (const [key] of IMAGES) assert.equal((await w.info(key)).placeholder?.thumbHash, original.get(key));
     await w.close();
 
@@ -274,4 +313,18 @@ test('a placeholder of a rebuilt table is never read as the new entry’s', asyn
   } finally {
     rmrf(storage);
   }
+});
+
+test('the dominant colour is the fullest bin’s mean, transparent pixels left out', () => {
+  const px = (r: number, g: number, b: number, a: number, n: number) =>
+    Array.from({ length: n }, () => [r, g, b, a]).flat();
+  // 5 fully transparent blue, 3 of two near reds in one bin, 2 green
+  const rgba = Uint8Array.from([
+    ...px(0, 0, 255, 0, 5),
+    ...px(200, 10, 20, 255, 2),
+    ...px(206, 12, 22, 128, 1),
+    ...px(0, 200, 0, 255, 2),
+  ]);
+  assert.deepEqual(dominantColour(rgba), { r: 202, g: 11, b: 21 });
+  assert.deepEqual(dominantColour(Uint8Array.from(px(9, 9, 9, 0, 4))), { r: 0, g: 0, b: 0 });
 });
