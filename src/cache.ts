@@ -69,6 +69,8 @@ export class ImageCache {
   private groupOf: Group<FormatStore>[] = [];
   /** each group's placeholder file, kept by its smallest member (by that member's store number) */
   private readonly placeholders = new Map<number, PlaceholderFile>();
+  /** the groups by their smallest format's pixels, fewest first: where info() looks for one */
+  private byArea: Group<FormatStore>[] = [];
   private readonly chunks: ChunkCache;
   private readonly decoder: Decoder;
   private readonly revalidator: Revalidator;
@@ -121,6 +123,11 @@ export class ImageCache {
     cache.groups = groupByFamily(cache.stores);
     for (const g of cache.groups) for (const m of g.members) cache.groupOf[m.no] = g;
     for (const g of cache.groups) cache.openPlaceholders(g);
+    cache.byArea = [...cache.groups].sort((a, b) => {
+      const fa = cache.smallestOf(a).format;
+      const fb = cache.smallestOf(b).format;
+      return fa.width * fa.height - fb.width * fb.height;
+    });
     if (!o.readOnly && o.sync === 'batch') {
       cache.timer = setInterval(() => void cache.flushInBackground(), o.syncIntervalMs);
       cache.timer.unref();
@@ -339,7 +346,17 @@ export class ImageCache {
     const images = await this.decodeImages(g, src.path);
     this.assertOpen();
     await Promise.all(g.members.map((st, i) => st.write(key, images[i]!, src, this.assertOpen)));
-    await this.storePlaceholder(g, key);
+    if (this.wantsPlaceholder(g, key)) await this.storePlaceholder(g, key);
+  }
+
+  /**
+   * One placeholder per ingest: from the group holding the smallest format of all (the one info()
+   * reads first), or from `g` when that group holds no entry of the key (a miss of another
+   * group). Others are computed when info() asks a writer for one.
+   */
+  private wantsPlaceholder(g: Group<FormatStore>, key: string): boolean {
+    const primary = this.byArea[0]!;
+    return g === primary || this.smallestOf(primary).verifiedSlot(key) < 0;
   }
 
   /**
@@ -438,7 +455,7 @@ export class ImageCache {
         g.members.map((m, i) => m.write(key, decoded[gi]![i]!, src, this.assertOpen)),
       ),
     );
-    await Promise.all(this.groups.map((g) => this.storePlaceholder(g, key)));
+    await this.storePlaceholder(this.byArea[0]!, key);
     return {
       key,
       sourceFingerprint: src.fp.toString('hex'),
@@ -547,13 +564,8 @@ export class ImageCache {
       formats[st.format.name] = view ? { width: view.width, height: view.height } : null;
       view?.release();
     }
-    const byArea = [...this.groups].sort((a, b) => {
-      const fa = this.smallestOf(a).format;
-      const fb = this.smallestOf(b).format;
-      return fa.width * fa.height - fb.width * fb.height;
-    });
     let placeholder: StoredPlaceholder | undefined;
-    for (const g of byArea) if ((placeholder = await this.placeholderOf(g, key))) break;
+    for (const g of this.byArea) if ((placeholder = await this.placeholderOf(g, key))) break;
     return {
       key,
       source: {

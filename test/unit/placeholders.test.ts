@@ -212,6 +212,21 @@ test('info never decodes: an uncached key has null formats and no placeholder un
       assert.deepEqual(after.formats.small, { width: 48, height: 48 });
       assert.equal(after.formats.alone, null, 'another group is not decoded by this one');
       assert.ok(after.placeholder, 'the family decode stored a placeholder');
+      // a miss of the other group, for a key the family never decoded: that group's entry gives one
+      fs.writeFileSync(
+        path.join(storage, 'sources', 'other.png'),
+        await twoTone([250, 0, 0], [0, 0, 250], [0, 250, 0]),
+      );
+      (await c.get('alone', 'other.png')).release();
+      const other = await c.info('other.png');
+      assert.equal(other.formats.small, null);
+      assert.ok(other.placeholder, 'from alone, the only entry there is');
+      // an upload computes one placeholder, from the group with the smallest format: none in
+      // alone's file (info() in a writer would compute one there only if the family had none)
+      await c.put('up.png', await twoTone([5, 5, 5], [90, 90, 90], [200, 200, 200]));
+      assert.ok((await c.info('up.png')).placeholder);
+      const aloneFile = placeholdersFile(path.join(storage, 'tables'), 'alone');
+      assert.equal(recordOffsets(aloneFile).length, 1, 'only other.png has a record in alone');
     } finally {
       await c.close();
     }
