@@ -32,7 +32,7 @@ import {
 } from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
-import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
+import { Decoder, groupByFamily, targetsOf, type Group } from './engine/decoding.js';
 import { Revalidator } from './engine/revalidate.js';
 import {
   fingerprint,
@@ -49,7 +49,8 @@ import { makeCurrent, refImpl } from './engine/views.js';
 import { compactStores, flushStores, verifyStores } from './engine/maintenance.js';
 import { probeImage } from './native/sharp.js';
 import { PlaceholderFile, type StoredPlaceholder } from './engine/placeholder-file.js';
-import { computePlaceholder, publicPlaceholder } from './engine/placeholder.js';
+import { computePlaceholder, placeholderOfRows, publicPlaceholder } from './engine/placeholder.js';
+import type { DecodedImage } from './native/sharp.js';
 
 /** Chunk-LRU keys are `tableNo × 2^36 + chunkNo` (Table.chunkKeyOf). */
 const TABLE_KEY_SPAN = 2 ** 36;
@@ -345,8 +346,43 @@ export class ImageCache {
   private async decodeInto(g: Group<FormatStore>, key: string, src: Source): Promise<void> {
     const images = await this.decodeImages(g, src.path);
     this.assertOpen();
+    const p = this.wantsPlaceholder(g, key) ? await this.placeholderOfDecoded(g, key, images) : undefined;
     await Promise.all(g.members.map((st, i) => st.write(key, images[i]!, src, this.assertOpen)));
-    if (this.wantsPlaceholder(g, key)) await this.storePlaceholder(g, key);
+    if (p) this.recordPlaceholder(g, key, p);
+  }
+
+  /**
+   * The placeholder of `g`'s smallest format from its decoded image, computed before the writes
+   * convert the image in place. Derived data: a failure is logged, never the write's.
+   */
+  private async placeholderOfDecoded(
+    g: Group<FormatStore>,
+    key: string,
+    images: readonly DecodedImage[],
+  ): Promise<StoredPlaceholder | undefined> {
+    const st = this.smallestOf(g);
+    const img = images[g.members.indexOf(st)]!;
+    try {
+      return await placeholderOfRows({
+        data: img.data,
+        rowPixels: img.width,
+        width: img.width,
+        height: img.height,
+        channels: img.channels as 1 | 3 | 4,
+        // rgbx's fourth byte is padding, not alpha
+        dropAlpha: targetsOf([st.format])[0]!.layout === 'rgbx',
+      });
+    } catch (e) {
+      this.o.logger.warn('placeholder not stored', { format: st.format.name, key, error: String(e) });
+      return undefined;
+    }
+  }
+
+  /** Stores `p` for the entry of `key` just written in `g`'s smallest format. */
+  private recordPlaceholder(g: Group<FormatStore>, key: string, p: StoredPlaceholder): void {
+    const st = this.smallestOf(g);
+    const s = st.verifiedSlot(key);
+    if (s >= 0) this.placeholders.get(st.no)?.write(s, st.generationOf(s), fingerprint(key), p);
   }
 
   /**
@@ -360,8 +396,8 @@ export class ImageCache {
   }
 
   /**
-   * Computes and stores the placeholder of `key`'s entry in `g`'s smallest format, from that
-   * entry's pixels (pinned meanwhile). Derived data: a failure is logged, never the write's.
+   * Computes and stores the placeholder of `key`'s entry in `g`'s smallest format from that
+   * entry's pixels (pinned meanwhile): a writer's info() for an entry that has none.
    */
   private async storePlaceholder(g: Group<FormatStore>, key: string): Promise<StoredPlaceholder | undefined> {
     const st = this.smallestOf(g);
@@ -450,12 +486,14 @@ export class ImageCache {
     const { info, decoded } = staged.result;
     const src = sourceOf(target, staged.fp, staged.stat);
     this.assertOpen();
+    const primary = this.byArea[0]!;
+    const p = await this.placeholderOfDecoded(primary, key, decoded[this.groups.indexOf(primary)]!);
     await Promise.all(
       this.groups.flatMap((g, gi) =>
         g.members.map((m, i) => m.write(key, decoded[gi]![i]!, src, this.assertOpen)),
       ),
     );
-    await this.storePlaceholder(this.byArea[0]!, key);
+    if (p) this.recordPlaceholder(primary, key, p);
     return {
       key,
       sourceFingerprint: src.fp.toString('hex'),

@@ -60,8 +60,16 @@ export function dominantColour(rgba: Uint8Array): { r: number; g: number; b: num
   return { r: mean(0), g: mean(1), b: mean(2) };
 }
 
-export async function computePlaceholder(v: PixelSource): Promise<StoredPlaceholder> {
-  const raw = toEncodable(v.pixels, v.width, v.height, v.stride, v.pixelFormat);
+/** The placeholder of an entry in the table (a writer's info() redoing a missing one). */
+export function computePlaceholder(v: PixelSource): Promise<StoredPlaceholder> {
+  return placeholderOfRows(toEncodable(v.pixels, v.width, v.height, v.stride, v.pixelFormat));
+}
+
+/**
+ * The placeholder of straight rows: at ingest, the decoder's output for the smallest format,
+ * before the table converts it in place — so the writer never maps the entry to read it back.
+ */
+export async function placeholderOfRows(raw: RawImage): Promise<StoredPlaceholder> {
   const small =
     raw.width <= THUMBHASH_MAX_SIDE && raw.height <= THUMBHASH_MAX_SIDE
       ? packRgba(raw)
