@@ -1,4 +1,5 @@
-// A placeholder from an entry's pixels: the entry unpacked to straight RGBA (pixels.ts), shrunk
+// A placeholder from straight rows — the decoder's output at ingest, or an entry's pixels
+// unpacked (pixels.ts) when a writer redoes a missing one — shrunk
 // to ThumbHash's 100 px limit by libvips only when larger (native/sharp.ts; the default
 // family's smallest entry, 64 px, is packed here in a few µs instead of a pipeline's thread hops),
 // its dominant colour found, hashed (native/placeholders.ts). The entry is the smallest of its
