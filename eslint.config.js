@@ -68,6 +68,8 @@ export default tseslint.config(
         ImageData: 'readonly',
         URLSearchParams: 'readonly',
         location: 'readonly',
+        IntersectionObserver: 'readonly',
+        atob: 'readonly',
       },
     },
   },

@@ -12,6 +12,7 @@ import type {
   EntryRef,
   FormatDiskUse,
   FormatStats,
+  ImageInfo,
   ImageView,
   OpenOptions,
   PutResult,
@@ -20,12 +21,20 @@ import type {
 import { entryGeometry, type ChunkCache } from './engine/table.js';
 import { resolveOptions, type Resolved } from './engine/options.js';
 import { checkTablesFileSystem } from './engine/filesystem.js';
-import { indexFile, lockFile, readersFile, sourcesDir, tableDir, tablesDir } from './engine/layout.js';
+import {
+  indexFile,
+  lockFile,
+  placeholdersFile,
+  readersFile,
+  sourcesDir,
+  tableDir,
+  tablesDir,
+} from './engine/layout.js';
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
-import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
+import { Decoder, groupByFamily, targetsOf, type Group } from './engine/decoding.js';
 import type { Revalidator } from './engine/revalidate.js';
-import type { Source, SourceFile } from './engine/source-bytes.js';
+import { fingerprint, type Source, type SourceFile } from './engine/source-bytes.js';
 import { LocalSourceStore, type SourceStore } from './engine/source-store.js';
 import { openS3SourceStore, resolveS3Options } from './engine/source-store-s3.js';
 import { removeStaleUploads, type UploadBody } from './engine/uploads.js';
@@ -33,6 +42,9 @@ import { validateKey } from './engine/sources.js';
 import { makeCurrent, refImpl } from './engine/views.js';
 import { compactStores, flushStores, verifyStores } from './engine/maintenance.js';
 import { probeImage } from './native/sharp.js';
+import { PlaceholderFile, type StoredPlaceholder } from './engine/placeholder-file.js';
+import { computePlaceholder, placeholderOfRows, publicPlaceholder } from './engine/placeholder.js';
+import type { DecodedImage } from './native/sharp.js';
 
 /** Chunk-LRU keys are `tableNo × 2^36 + chunkNo` (Table.chunkKeyOf). */
 const TABLE_KEY_SPAN = 2 ** 36;
@@ -50,6 +62,10 @@ export class ImageCache {
   private groups: Group<FormatStore>[] = [];
   /** each store's decode group, by store number */
   private groupOf: Group<FormatStore>[] = [];
+  /** each group's placeholder file, kept by its smallest member (by that member's store number) */
+  private readonly placeholders = new Map<number, PlaceholderFile>();
+  /** the groups by their smallest format's pixels, fewest first: where info() looks for one */
+  private byArea: Group<FormatStore>[] = [];
   private readonly chunks: ChunkCache;
   private readonly decoder: Decoder;
   /** where sources live (a directory or a bucket), installed at open */
@@ -112,6 +128,12 @@ export class ImageCache {
     }
     cache.groups = groupByFamily(cache.stores);
     for (const g of cache.groups) for (const m of g.members) cache.groupOf[m.no] = g;
+    for (const g of cache.groups) cache.openPlaceholders(g);
+    cache.byArea = [...cache.groups].sort((a, b) => {
+      const fa = cache.smallestOf(a).format;
+      const fb = cache.smallestOf(b).format;
+      return fa.width * fa.height - fb.width * fb.height;
+    });
     if (!o.readOnly && o.sync === 'batch') {
       cache.timer = setInterval(() => void cache.flushInBackground(), o.syncIntervalMs);
       cache.timer.unref();
@@ -140,6 +162,24 @@ export class ImageCache {
     });
     this.stores.push(st);
     this.byName.set(f.name, st);
+  }
+
+  /** The group's member with the fewest pixels: its entry is where the placeholder comes from. */
+  private smallestOf(g: Group<FormatStore>): FormatStore {
+    let best = g.members[0]!;
+    for (const m of g.members)
+      if (m.format.width * m.format.height < best.format.width * best.format.height) best = m;
+    return best;
+  }
+
+  private openPlaceholders(g: Group<FormatStore>): void {
+    const st = this.smallestOf(g);
+    const file = new PlaceholderFile(
+      placeholdersFile(this.tablesDir, st.format.name),
+      () => st.table.tableId,
+    );
+    if (!this.readOnly) file.openForWriting();
+    this.placeholders.set(st.no, file);
   }
 
   /** The validated format called `name`; throws UNKNOWN_FORMAT. */
@@ -321,7 +361,85 @@ export class ImageCache {
   private async decodeInto(g: Group<FormatStore>, key: string, src: Source): Promise<void> {
     const images = await this.decodeImages(g, src.path);
     this.assertOpen();
+    const p = this.wantsPlaceholder(g, key) ? await this.placeholderOfDecoded(g, key, images) : undefined;
     await Promise.all(g.members.map((st, i) => st.write(key, images[i]!, src, this.assertOpen)));
+    if (p) this.recordPlaceholder(g, key, p);
+  }
+
+  /**
+   * The placeholder of `g`'s smallest format from its decoded image, computed before the writes
+   * convert the image in place. Derived data: a failure is logged, never the write's.
+   */
+  private async placeholderOfDecoded(
+    g: Group<FormatStore>,
+    key: string,
+    images: readonly DecodedImage[],
+  ): Promise<StoredPlaceholder | undefined> {
+    const st = this.smallestOf(g);
+    const img = images[g.members.indexOf(st)]!;
+    try {
+      return await placeholderOfRows({
+        data: img.data,
+        rowPixels: img.width,
+        width: img.width,
+        height: img.height,
+        channels: img.channels as 1 | 3 | 4,
+        // rgbx's fourth byte is padding, not alpha
+        dropAlpha: targetsOf([st.format])[0]!.layout === 'rgbx',
+      });
+    } catch (e) {
+      this.o.logger.warn('placeholder not stored', { format: st.format.name, key, error: String(e) });
+      return undefined;
+    }
+  }
+
+  /** Stores `p` for the entry of `key` just written in `g`'s smallest format. */
+  private recordPlaceholder(g: Group<FormatStore>, key: string, p: StoredPlaceholder): void {
+    const st = this.smallestOf(g);
+    const s = st.verifiedSlot(key);
+    if (s >= 0) this.placeholders.get(st.no)?.write(s, st.generationOf(s), fingerprint(key), p);
+  }
+
+  /**
+   * One placeholder per ingest: from the group holding the smallest format of all (the one info()
+   * reads first), or from `g` when that group holds no entry of the key (a miss of another
+   * group). Others are computed when info() asks a writer for one.
+   */
+  private wantsPlaceholder(g: Group<FormatStore>, key: string): boolean {
+    const primary = this.byArea[0]!;
+    return g === primary || this.smallestOf(primary).verifiedSlot(key) < 0;
+  }
+
+  /**
+   * Computes and stores the placeholder of `key`'s entry in `g`'s smallest format from that
+   * entry's pixels (pinned meanwhile): a writer's info() for an entry that has none.
+   */
+  private async storePlaceholder(g: Group<FormatStore>, key: string): Promise<StoredPlaceholder | undefined> {
+    const st = this.smallestOf(g);
+    const file = this.placeholders.get(st.no);
+    const s = st.verifiedSlot(key);
+    const view = file && s >= 0 ? st.view(s, key) : undefined;
+    if (!file || !view) return undefined;
+    try {
+      const p = await computePlaceholder(view);
+      file.write(s, view.generation, fingerprint(key), p);
+      return p;
+    } catch (e) {
+      this.o.logger.warn('placeholder not stored', { format: st.format.name, key, error: String(e) });
+      return undefined;
+    } finally {
+      view.release();
+    }
+  }
+
+  /** The stored placeholder of `key` in `g`, or (writers) one computed now from the cached entry. */
+  private async placeholderOf(g: Group<FormatStore>, key: string): Promise<StoredPlaceholder | undefined> {
+    const st = this.smallestOf(g);
+    const s = st.verifiedSlot(key);
+    if (s < 0) return undefined;
+    const stored = this.placeholders.get(st.no)?.read(s, st.generationOf(s), fingerprint(key));
+    if (stored || this.readOnly) return stored;
+    return this.storePlaceholder(g, key);
   }
 
   private readonly assertOpen = (): void => {
@@ -382,11 +500,14 @@ export class ImageCache {
     const { info, decoded } = staged.result;
     const src = staged.src;
     this.assertOpen();
+    const primary = this.byArea[0]!;
+    const p = await this.placeholderOfDecoded(primary, key, decoded[this.groups.indexOf(primary)]!);
     await Promise.all(
       this.groups.flatMap((g, gi) =>
         g.members.map((m, i) => m.write(key, decoded[gi]![i]!, src, this.assertOpen)),
       ),
     );
+    if (p) this.recordPlaceholder(primary, key, p);
     return {
       key,
       sourceFingerprint: src.fp.toString('hex'),
@@ -474,6 +595,45 @@ export class ImageCache {
     }
     return undefined;
   };
+
+  /**
+   * What is stored for `key`: the source's size and type (from its header), each format's cached
+   * entry size (`null` when not cached) and the placeholder. Never decodes: a key nobody asked
+   * for yet has every format `null` and no placeholder. SOURCE_NOT_FOUND when there is no source,
+   * INVALID_KEY.
+   */
+  async info(key: string): Promise<ImageInfo> {
+    this.assertOpen();
+    validateKey(key);
+    // through the store it was opened with: a file on disk, or the object fetched from the bucket
+    const fetched = await this.sources.fetch(key, this.o.maxInputBytes);
+    let header: Awaited<ReturnType<typeof probeImage>>;
+    try {
+      header = await probeImage(fetched.src.path, this.o.maxInputPixels);
+    } finally {
+      await fetched.done();
+    }
+    const formats: ImageInfo['formats'] = {};
+    for (const st of this.stores) {
+      const s = st.verifiedSlot(key);
+      const view = s < 0 ? undefined : st.view(s, key);
+      formats[st.format.name] = view ? { width: view.width, height: view.height } : null;
+      view?.release();
+    }
+    let placeholder: StoredPlaceholder | undefined;
+    for (const g of this.byArea) if ((placeholder = await this.placeholderOf(g, key))) break;
+    return {
+      key,
+      source: {
+        bytes: fetched.src.size,
+        width: header.width ?? 0,
+        height: header.height ?? 0,
+        type: header.format ?? 'unknown',
+      },
+      formats,
+      ...(placeholder ? { placeholder: publicPlaceholder(placeholder) } : {}),
+    };
+  }
 
   // ---- operations ----------------------------------------------------------------------------
 

@@ -13,6 +13,13 @@ export const PIXEL_FORMATS = [
 ] as const;
 export type PixelFormat = (typeof PIXEL_FORMATS)[number];
 export type Fit = 'cover' | 'inside';
+/**
+ * Which part of the source a `cover` format keeps when it crops: `centre` the middle, `attention`
+ * the region libvips finds most salient (skin tones, saturation, luminance edges), `entropy` the
+ * region with the most detail. sharp's strategies, named as sharp names them.
+ */
+export const POSITIONS = ['centre', 'attention', 'entropy'] as const;
+export type Position = (typeof POSITIONS)[number];
 
 /**
  * Image types an entry can be encoded to (thumbnails over HTTP, `pixtable export`, the encoder in
@@ -59,6 +66,11 @@ export interface FormatSpec {
   family?: string;
   /** `inside` only: scale small sources up to the box. Default false (cover always fills the box). */
   enlarge?: boolean;
+  /**
+   * `cover` only: which part of the source the crop keeps (POSITIONS). Default `centre`. Part of
+   * the table's geometry: changing it rebuilds the table, as changing the size does.
+   */
+  position?: Position;
 }
 
 /** A validated format with its derived geometry. Immutable. */
@@ -78,6 +90,8 @@ export interface Format {
   readonly maxBytes: number | undefined;
   readonly family: string | undefined;
   readonly enlarge: boolean;
+  /** the crop strategy; always `centre` for `inside` formats, which never crop */
+  readonly position: Position;
   readonly bytesPerPixel: number;
   /** Bytes per row: width × bytesPerPixel rounded up to rowAlignment. */
   readonly stride: number;
@@ -135,6 +149,7 @@ const FIELDS = [
   'maxBytes',
   'family',
   'enlarge',
+  'position',
 ] as const satisfies readonly (keyof FormatSpec)[];
 
 const FITS = ['cover', 'inside'] as const satisfies readonly Fit[];
@@ -163,6 +178,15 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
       : is.intInRange(`${w}.maxBytes`, s.maxBytes, 1, Number.MAX_SAFE_INTEGER, C);
   const family = s.family === undefined ? undefined : is.matching(`${w}.family`, s.family, NAME_RE, C);
   const enlarge = is.optionalBool(`${w}.enlarge`, s.enlarge, false, C);
+  const position = is.oneOf(`${w}.position`, s.position ?? 'centre', POSITIONS, C, { quoted: true });
+  // an inside format never crops, so a strategy there would be a setting that does nothing
+  is.ensure(
+    fit === 'cover' || s.position === undefined || s.position === null,
+    `${w}.position`,
+    'set only on a "cover" format (an "inside" format keeps the whole image and never crops)',
+    s.position,
+    C,
+  );
   const bytesPerPixel = BYTES_PER_PIXEL[pixelFormat];
   const stride = alignUp(width * bytesPerPixel, rowAlignment);
   const pixelBytes = stride * height;
@@ -185,6 +209,7 @@ export function validateFormat(spec: unknown, where = 'format'): Format {
     family,
     // cover always fills the box, so it scales small sources up whatever `enlarge` says
     enlarge: fit === 'cover' ? true : enlarge,
+    position,
     bytesPerPixel,
     stride,
     pixelBytes,
@@ -216,5 +241,6 @@ export function describeFormat(f: Format) {
     maxCount: f.maxCount,
     ...(f.maxBytes !== undefined ? { maxBytes: f.maxBytes } : {}),
     ...(f.family ? { family: f.family } : {}),
+    ...(f.position !== 'centre' ? { position: f.position } : {}),
   };
 }

@@ -237,3 +237,52 @@ export interface VerifyProblem {
   slot: number | null;
   problem: string;
 }
+
+/** A placeholder to show while an image loads (`cache.info()`, `GET /v1/info`). */
+export interface Placeholder {
+  /**
+   * The ThumbHash (https://evanw.github.io/thumbhash/) of the smallest cached entry of the key's
+   * family, base64: at most 25 bytes (about 34 characters), which thumbhash's `thumbHashToRGBA`
+   * renders as a blurred image of at most 32 px a side with the source's aspect ratio and alpha.
+   */
+  thumbHash: string;
+  /**
+   * `#rrggbb`, sRGB: the most common colour of that entry (the mean of the fullest of 4096 colour
+   * bins, 16 levels a channel; transparent pixels left out), for a flat fill.
+   */
+  dominantColor: string;
+}
+
+/** One format's entry as `cache.info()` reports it. */
+export interface FormatEntryInfo {
+  /** Real size of the entry in pixels (`inside` formats may be smaller than the box), 1..16384. */
+  width: number;
+  height: number;
+}
+
+/**
+ * What `cache.info(key)` (and `GET /v1/info/<key>`) tells about a key. It reads what is stored —
+ * the source's header, the cached entries, their placeholder — and never decodes.
+ */
+export interface ImageInfo {
+  key: string;
+  source: {
+    /** The source file's length in bytes, 1..`decode.maxInputBytes`. */
+    bytes: number;
+    /** Pixels, as displayed (EXIF orientation applied), from the header; 0 when the header has none. */
+    width: number;
+    height: number;
+    /** The type libvips reads it as: `jpeg`, `png`, `webp`, `gif`, `heif`, `tiff`, `svg`, … */
+    type: string;
+  };
+  /**
+   * Every configured format by name: its cached entry's real size, or `null` when the format holds
+   * no entry of this key now (info does not decode; `get()` or a thumbnail request does).
+   */
+  formats: Record<string, FormatEntryInfo | null>;
+  /**
+   * Computed when the key's family was decoded, from its smallest format's entry; absent while
+   * that entry is not cached (or, in a read-only cache, until the writer has stored it).
+   */
+  placeholder?: Placeholder;
+}

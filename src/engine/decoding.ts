@@ -26,6 +26,7 @@ export function targetsOf(formats: readonly Format[]): DecodeTarget[] {
     height: f.height,
     fit: f.fit,
     enlarge: f.enlarge,
+    position: f.position,
     layout: LAYOUT[f.pixelFormat],
   }));
 }

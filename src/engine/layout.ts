@@ -60,3 +60,11 @@ export function indexFile(table: string): string {
 export function segmentFile(table: string, segment: number): string {
   return path.join(table, `seg-${String(segment).padStart(5, '0')}.tbl`);
 }
+
+/**
+ * `storage/tables/<format>.place`: placeholders (ThumbHash, dominant colour) of the format's
+ * entries, one fixed record per slot, beside the table directory like the key map.
+ */
+export function placeholdersFile(tables: string, format: string): string {
+  return path.join(tables, `${format}.place`);
+}

@@ -69,6 +69,16 @@ export interface EntryCheck {
   height: number;
 }
 
+/**
+ * The header's fit word: 1 cover (centre crop), 2 inside, 3 and 4 cover with the attention and
+ * entropy crops. The crop strategy is geometry (other pixels in every entry), so a changed one
+ * fails the header compare and the table is rebuilt; centre keeps 1, so older tables still match.
+ */
+function fitCode(f: Format): number {
+  if (f.fit === 'inside') return 2;
+  return f.position === 'attention' ? 3 : f.position === 'entropy' ? 4 : 1;
+}
+
 export function entryGeometry(f: Format, chunkBytes: number) {
   const entrySize = alignUp(f.pixelBytes + TRAILER_BYTES, PAGE_SIZE);
   const entriesPerSegment = Math.max(1, Math.floor((SEGMENT_BYTES_MAX - PAGE_SIZE) / entrySize));
@@ -120,7 +130,7 @@ export class Table {
     h.writeUInt32LE(seg, 8);
     h.writeUInt32LE(f.width, 12);
     h.writeUInt32LE(f.height, 16);
-    h.writeUInt32LE(f.fit === 'cover' ? 1 : 2, 20);
+    h.writeUInt32LE(fitCode(f), 20);
     h.writeUInt32LE(PIXEL_FORMATS.indexOf(f.pixelFormat), 24);
     h.writeUInt32LE(f.rowAlignment, 28);
     h.writeUInt32LE(f.stride, 32);

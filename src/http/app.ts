@@ -15,6 +15,7 @@ import { ReadThrough } from './read-through.js';
 import { installRequestLog } from './request-log.js';
 import { notAllowedRoutes } from './routes/not-allowed.js';
 import { operationRoutes } from './routes/operations.js';
+import { infoRoutes } from './routes/info.js';
 import { pixelsRoutes } from './routes/pixels.js';
 import type { RouteContext } from './routes/shared.js';
 import { sourceRoutes } from './routes/sources.js';
@@ -170,6 +171,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(thumbnailRoutes, routes);
   // before the web page, which serves GET /v1/sources itself only when nothing else does
   await app.register(sourceRoutes, routes);
+  await app.register(infoRoutes, routes);
   await app.register(operationRoutes, routes);
   await app.register(webRoutes, routes);
   if (role.kind === 'writer') await app.register(writerRoutes, routes);

@@ -1,7 +1,7 @@
 // The part of ImageCache (src/cache.ts) the HTTP layer uses, as a structural type: the server is
 // written against the engine's public contract, and tests can drive routes with a stand-in.
 import type { Format } from '../formats.js';
-import type { CacheStats, EntryRef, ImageView, PutResult } from '../types.js';
+import type { CacheStats, EntryRef, ImageInfo, ImageView, PutResult } from '../types.js';
 import type { SourceFile } from '../engine/source-bytes.js';
 import type { UploadBody } from '../engine/uploads.js';
 
@@ -25,6 +25,7 @@ export interface PixelCache {
   listSources(): Promise<string[]>;
   /** Whether `key` has a stored source (a file, or an object in the bucket). */
   sourceExists(key: string): Promise<boolean>;
+  info(key: string): Promise<ImageInfo>;
   stats(): CacheStats;
   close(): Promise<void>;
 }

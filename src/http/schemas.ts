@@ -55,6 +55,11 @@ export const formats = {
           maxCount: { type: 'integer', description: 'Entry limit in effect (maxBytes may lower it)' },
           maxBytes: { type: 'integer', description: 'Byte bound on the entries, when configured' },
           family: { type: 'string' },
+          position: {
+            type: 'string',
+            enum: ['attention', 'entropy'],
+            description: "A cover format's crop strategy, when not the default centre",
+          },
           entryBytes: {
             type: 'integer',
             description: "Bytes every entry reserves on disk, whatever the image's size (the full box)",
@@ -253,4 +258,58 @@ export const ready = {
   summary: 'Readiness: 503 while shutting down or low on disk',
   tags: ['operations'],
   response: { 200: readyBody, 503: readyBody },
+};
+
+const entrySize = {
+  type: 'object',
+  nullable: true,
+  description: "The cached entry's real size, null when this format holds none of the key now",
+  properties: { width: { type: 'integer' }, height: { type: 'integer' } },
+} as const;
+
+export const info = {
+  summary: "What is stored for a key: the source's size and type, each format's entry size, the placeholder",
+  description:
+    'Reads what is stored and never decodes: a key no request has decoded yet has every format null and no ' +
+    'placeholder. The placeholder (ThumbHash in base64 and the dominant colour) is computed when the key is ' +
+    'decoded, from the smallest format of its family. 404 SOURCE_NOT_FOUND when the key has no source.',
+  tags: ['sources'],
+  params: { type: 'object', properties: { '*': formatAndKey.properties['*'] } },
+  querystring: { type: 'object', properties: signedQuery },
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        key: { type: 'string' },
+        source: {
+          type: 'object',
+          properties: {
+            bytes: { type: 'integer', description: "The source file's length" },
+            width: {
+              type: 'integer',
+              description: 'Pixels as displayed (EXIF orientation applied); 0 if unknown',
+            },
+            height: { type: 'integer' },
+            type: {
+              type: 'string',
+              description: 'What libvips reads it as: jpeg, png, webp, gif, heif, tiff, svg, …',
+            },
+          },
+        },
+        formats: { type: 'object', additionalProperties: entrySize },
+        placeholder: {
+          type: 'object',
+          description: 'Absent while the smallest format of the family holds no entry of the key',
+          properties: {
+            thumbHash: {
+              type: 'string',
+              description: 'ThumbHash bytes, base64 (decode with thumbhash.thumbHashToRGBA)',
+            },
+            dominantColor: { type: 'string', description: '#rrggbb, sRGB' },
+          },
+        },
+      },
+    },
+    ...errors,
+  },
 };

@@ -6,7 +6,7 @@
 // It imports only the error registry (to translate libvips' failures) and vocabulary types.
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PixtableError, tooManyPixelsDetail } from '../errors.js';
-import type { EncodedType, Fit } from '../formats.js';
+import type { EncodedType, Fit, Position } from '../formats.js';
 
 // Each sharp pipeline holds one libuv pool thread from start to end, the pool Node's file
 // operations use too; the decode and encode queues bound how many run at once, and pixtable serve
@@ -26,6 +26,8 @@ export interface DecodeTarget {
   fit: Fit;
   /** scale up sources smaller than the box (always true for cover) */
   enlarge: boolean;
+  /** which part a cover crop keeps (sharp's strategies; ignored by inside). Default centre. */
+  position?: Position;
   layout: DecodeLayout;
 }
 
@@ -223,7 +225,11 @@ export async function translateSharpError(
 }
 
 function shape(img: Sharp, t: DecodeTarget): Sharp {
-  img = img.resize(t.width, t.height, { fit: t.fit, position: 'centre', withoutEnlargement: !t.enlarge });
+  img = img.resize(t.width, t.height, {
+    fit: t.fit,
+    position: t.position ?? 'centre',
+    withoutEnlargement: !t.enlarge,
+  });
   switch (t.layout) {
     case 'rgba':
       return img.toColourspace('srgb').ensureAlpha();
@@ -379,6 +385,31 @@ function encodeAs(img: Sharp, type: EncodedType, options: EncodeOptions): Promis
     case 'jpeg':
       return img.jpeg({ quality: q ?? 80, mozjpeg: false }).toBuffer();
   }
+}
+
+/** A small straight-RGBA copy of an image. */
+export interface SmallImage {
+  /** width × height × 4 bytes, tightly packed */
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+/**
+ * `r` shrunk to fit `maxSide` × `maxSide` (aspect kept), as straight RGBA, for placeholders:
+ * the rows are an entry's already-decoded pixels, so nothing is decoded again.
+ */
+export async function downsampleRgba(r: RawImage, maxSide: number): Promise<SmallImage> {
+  let img = sharp(r.data, { raw: { width: r.rowPixels, height: r.height, channels: r.channels } });
+  if (r.rowPixels !== r.width) img = img.extract({ left: 0, top: 0, width: r.width, height: r.height });
+  if (r.dropAlpha) img = img.removeAlpha();
+  const { data, info } = await img
+    .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
+    .toColourspace('srgb')
+    .ensureAlpha()
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
 }
 
 export function sharpVersions(): Record<string, string | undefined> {

@@ -168,12 +168,52 @@ function resourceTiming(url) {
   return entries[entries.length - 1];
 }
 
+let thumbhash;
+
+// Placeholders only for thumbnails near the window, like the lazy thumbnails themselves: asking
+// /v1/info for every key of a long gallery at once would hold the connections the visible
+// thumbnails need.
+const placeholderWatch = new IntersectionObserver(
+  (seen) => {
+    for (const e of seen) {
+      if (!e.isIntersecting) continue;
+      placeholderWatch.unobserve(e.target);
+      void showPlaceholder(e.target, e.target.closest('figure').dataset.key);
+    }
+  },
+  { rootMargin: '200px' },
+);
+
+/**
+ * Paints the key's ThumbHash (from /v1/info, which never decodes) behind its thumbnail until the
+ * thumbnail has loaded, rendered by thumbhash's own module the server serves. Nothing when the
+ * key has no placeholder yet (not decoded) or the thumbnail came first.
+ */
+async function showPlaceholder(img, key) {
+  try {
+    const res = await fetch(`/v1/info/${keyPath(key)}`);
+    if (!res.ok) return;
+    const { placeholder } = await res.json();
+    if (!placeholder || img.dataset.loaded) return;
+    thumbhash ??= import('/web/thumbhash.js');
+    const { thumbHashToDataURL } = await thumbhash;
+    const bytes = Uint8Array.from(atob(placeholder.thumbHash), (c) => c.charCodeAt(0));
+    if (img.dataset.loaded) return;
+    img.style.background = `${placeholder.dominantColor} center / cover no-repeat url(${thumbHashToDataURL(bytes)})`;
+    img.dataset.placeholder = 'thumbhash';
+  } catch {
+    // a placeholder is a nicety: the thumbnail still loads
+  }
+}
+
 function renderGallery() {
   const format = $('gallery-format').value;
   const gallery = $('gallery');
   $('source-count').textContent = `(${state.keys.length})`;
   $('gallery-empty').hidden = state.keys.length > 0;
   const selected = $('viewer').dataset.key;
+  // the figures are replaced: stop watching the old ones
+  placeholderWatch.disconnect();
   gallery.replaceChildren(
     ...state.keys.map((key) => {
       const fig = document.createElement('figure');
@@ -196,6 +236,8 @@ function renderGallery() {
       cap.append(name, timing);
       img.addEventListener('load', () => {
         img.dataset.loaded = 'true';
+        // back to the stylesheet's transparency checkerboard
+        img.style.background = '';
         const t = resourceTiming(img.src);
         const size = t && t.encodedBodySize ? `, ${formatBytes(t.encodedBodySize)}` : '';
         timing.textContent = `${img.naturalWidth}×${img.naturalHeight}${t ? `, ${t.duration.toFixed(1)} ms` : ''}${size}`;
@@ -206,6 +248,7 @@ function renderGallery() {
         timing.textContent = 'thumbnail failed (see /v1/thumbnails response)';
       });
       img.src = `/v1/thumbnails/${encodeURIComponent(format)}/${keyPath(key)}`;
+      placeholderWatch.observe(img);
       const del = document.createElement('button');
       del.type = 'button';
       del.className = 'delete';

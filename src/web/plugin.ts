@@ -2,15 +2,17 @@
 //   GET /            the page (unless the app already has a route there)
 //   GET /web/*       its static assets (@fastify/static); /web/ and /web/index.html are the page too
 //   GET /favicon.ico the icon (browsers ask for it whatever the page says)
+//   GET /web/thumbhash.js  thumbhash's own ES module, which renders the gallery's placeholders
 //   GET /v1/sources  `{ "keys": [...] }` for the gallery (unless the app already serves it)
 // The page itself talks only to the public API (/v1/formats, /v1/sources, /v1/thumbnails,
-// /v1/pixels), so it works against any pixtable server that has these routes.
+// /v1/pixels, /v1/info), so it works against any pixtable server that has these routes.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { sourceTypes } from '../native/sharp.js';
+import { thumbHashBrowserModule } from '../native/placeholders.js';
 
 export interface WebPageOptions {
   /** Lists source keys for GET /v1/sources (only used when the app has no such route). */
@@ -43,6 +45,7 @@ export async function registerWebPage(app: FastifyInstance, opts: WebPageOptions
   const template = await fs.promises.readFile(path.join(root, 'index.html'), 'utf8');
   const html = template.replace('__ACCEPT__', await acceptList());
   const icon = await fs.promises.readFile(path.join(root, 'favicon.ico'));
+  const thumbhash = await fs.promises.readFile(thumbHashBrowserModule());
   await app.register(fastifyStatic, {
     root,
     prefix: '/web/',
@@ -73,6 +76,14 @@ export async function registerWebPage(app: FastifyInstance, opts: WebPageOptions
       },
     });
   }
+  app.route({
+    method: 'GET',
+    url: '/web/thumbhash.js',
+    schema: { hide: true },
+    handler(_request, reply) {
+      void reply.type('text/javascript; charset=utf-8').header('Cache-Control', 'no-cache').send(thumbhash);
+    },
+  });
   const cache = opts.cache;
   if (cache && !app.hasRoute({ method: 'GET', url: '/v1/sources' })) {
     app.route({

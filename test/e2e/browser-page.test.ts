@@ -249,6 +249,69 @@ describe('web page in Chromium', { skip }, () => {
     );
   });
 
+  it('shows each image’s ThumbHash placeholder while its thumbnail loads, then the thumbnail', async () => {
+    // thumbnails held back until the placeholders are checked: this is what a slow miss looks like
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route('**/v1/thumbnails/**', async (route) => {
+      await held;
+      await route.continue();
+    });
+    try {
+      await page.goto(`${url}/`);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('#gallery img[data-placeholder="thumbhash"]').length === n,
+        keys.length,
+        { timeout: 20_000 },
+      );
+      const shown = await page.$$eval('#gallery img', (list) =>
+        list.map((i) => ({
+          loaded: (i as HTMLImageElement).dataset.loaded ?? null,
+          bg: getComputedStyle(i).backgroundImage,
+        })),
+      );
+      for (const [i, s] of shown.entries()) {
+        assert.equal(s.loaded, null, `${keys[i]}: the thumbnail is still held back`);
+        assert.match(s.bg, /^url\("data:image\/png;base64,/, `${keys[i]}: a rendered ThumbHash is painted`);
+      }
+      // the painted placeholder is the server's: rendered by thumbhash in the page, its average
+      // colour is the one /v1/info's hash carries (thumbHashToAverageRGBA), within 3/255
+      const [first] = await page.$$eval('#gallery img', (l) =>
+        l.map((i) => getComputedStyle(i).backgroundImage),
+      );
+      const dataUrl = /^url\("(.*)"\)$/.exec(first!)![1]!;
+      const png = Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64');
+      const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      const mean = [0, 1, 2].map((c) => {
+        let sum = 0;
+        for (let p = c; p < data.length; p += 3) sum += data[p]!;
+        return sum / (info.width * info.height);
+      });
+      const { thumbHashToAverageRGBA } = await import('thumbhash');
+      const infoBody = (await (await fetch(`${url}/v1/info/${keys[0]}`)).json()) as {
+        placeholder: { thumbHash: string };
+      };
+      const avg = thumbHashToAverageRGBA(Buffer.from(infoBody.placeholder.thumbHash, 'base64'));
+      [avg.r, avg.g, avg.b].forEach((v, c) =>
+        assert.ok(Math.abs(v * 255 - mean[c]!) <= 3, `channel ${c}: ${v * 255} vs ${mean[c]}`),
+      );
+    } finally {
+      release();
+    }
+    await page.waitForFunction(
+      (n) =>
+        Array.from(document.querySelectorAll('#gallery img')).filter(
+          (i) => (i as HTMLImageElement).dataset.loaded === 'true',
+        ).length === n,
+      keys.length,
+      { timeout: 20_000 },
+    );
+    await page.unroute('**/v1/thumbnails/**');
+    const after = await page.$$eval('#gallery img', (l) => l.map((i) => getComputedStyle(i).backgroundImage));
+    for (const bg of after) assert.doesNotMatch(bg, /data:image\/png/, 'loaded, the placeholder is gone');
+  });
+
   it('has an icon, and offers for upload only the types that decode here', async () => {
     const icon = await page.evaluate(async () => {
       const r = await fetch('/favicon.ico');

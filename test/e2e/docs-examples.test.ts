@@ -293,6 +293,8 @@ async function runShell(b: Block): Promise<void> {
   }
 }
 
+const LIBRARY_PEERS = ['sharp', '@napi-rs/canvas', 'thumbhash'];
+
 /** A project that depends on pixtable: package.json "type": "module", pixtable in node_modules. */
 function consumerProject(): string {
   const dir = tempDir('pixtable-doc-lib-');
@@ -301,6 +303,11 @@ function consumerProject(): string {
   fs.mkdirSync(path.join(dir, 'node_modules/@types'), { recursive: true });
   fs.symlinkSync(root, path.join(dir, 'node_modules/pixtable'));
   fs.symlinkSync(path.join(root, 'node_modules/@types/node'), path.join(dir, 'node_modules/@types/node'));
+  // docs/library.md's recipes hand views to these, installed beside pixtable as the page says
+  for (const dep of LIBRARY_PEERS) {
+    fs.mkdirSync(path.dirname(path.join(dir, 'node_modules', dep)), { recursive: true });
+    fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(dir, 'node_modules', dep));
+  }
   return dir;
 }
 

@@ -74,6 +74,9 @@ class CountingCache implements PixelCache {
   sourceExists(key: string) {
     return this.inner.sourceExists(key);
   }
+  info(key: string) {
+    return this.inner.info(key);
+  }
   put(key: string, bytes: Buffer) {
     return this.inner.put(key, bytes);
   }
