@@ -105,6 +105,16 @@ export interface ServerConfig {
    * available to the process (os.availableParallelism()), at most 64. Range 1..64.
    */
   workers: number;
+  /** PIXTABLE_PEERS, PIXTABLE_PEERS_TIMEOUT_MS: purge fan-out; no URLs = off (the default). */
+  peers: PeerConfig;
+}
+
+/** The replicas a purge is sent to after a source write (src/http/peers.ts, docs/deploy.md). */
+export interface PeerConfig {
+  /** Base URLs (http/https, optional path prefix); the list may include this replica. */
+  urls: readonly URL[];
+  /** Bound on each purge call, connect to last byte, in ms. Default 2000, range 1..60000. */
+  timeoutMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -153,6 +163,8 @@ export const ENV_VARS = [
   'PIXTABLE_FAST_LANE',
   'PIXTABLE_CORS_ORIGIN',
   'PIXTABLE_WORKERS',
+  'PIXTABLE_PEERS',
+  'PIXTABLE_PEERS_TIMEOUT_MS',
 ] as const;
 
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
@@ -320,6 +332,27 @@ function parseOrigin(env: Env, maxUploadBytes: number): OriginConfig | undefined
   };
 }
 
+function parsePeers(env: Env): PeerConfig {
+  const urls = list(env, 'PIXTABLE_PEERS').map((v) => {
+    let u: URL | undefined;
+    try {
+      u = new URL(v);
+    } catch {
+      u = undefined;
+    }
+    is.ensure(
+      u !== undefined && (u.protocol === 'http:' || u.protocol === 'https:') && !u.search && !u.hash,
+      'PIXTABLE_PEERS',
+      'comma-separated http:// or https:// base URLs without query or fragment',
+      v,
+      C,
+    );
+    return u;
+  });
+  const timeoutMs = int(env, 'PIXTABLE_PEERS_TIMEOUT_MS', 1, 60_000, 2_000);
+  return { urls, timeoutMs };
+}
+
 function isCidr(c: string): boolean {
   const m = /^(.+)\/(\d{1,3})$/.exec(c);
   if (!m) return false;
@@ -437,6 +470,7 @@ export function loadConfig(
     fastLane: bool(env, 'PIXTABLE_FAST_LANE', true),
     corsOrigin,
     workers: int(env, 'PIXTABLE_WORKERS', 1, 64, Math.min(64, os.availableParallelism())),
+    peers: parsePeers(env),
   };
   const known = new Set<string>(ENV_VARS);
   const warnings = Object.keys(env)

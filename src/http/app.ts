@@ -17,6 +17,7 @@ import { notAllowedRoutes } from './routes/not-allowed.js';
 import { operationRoutes } from './routes/operations.js';
 import { pixelsRoutes } from './routes/pixels.js';
 import type { RouteContext } from './routes/shared.js';
+import { peerRoutes } from './peers.js';
 import { sourceRoutes } from './routes/sources.js';
 import { thumbnailRoutes } from './routes/thumbnails.js';
 import { webRoutes } from './routes/web.js';
@@ -171,6 +172,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   // before the web page, which serves GET /v1/sources itself only when nothing else does
   await app.register(sourceRoutes, routes);
   await app.register(operationRoutes, routes);
+  await app.register(peerRoutes, routes);
   await app.register(webRoutes, routes);
   if (role.kind === 'writer') await app.register(writerRoutes, routes);
   await app.register(notAllowedRoutes);
