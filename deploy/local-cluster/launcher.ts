@@ -8,10 +8,10 @@
 // Options: --port N (nginx; default PORT or 8080), --replicas N (1..9, default 3).
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  freePort,
   startNginx,
   startReplica,
   startS3rver,
@@ -35,14 +35,6 @@ function intOption(args: string[], name: string, dflt: number, min: number, max:
     usage(`${name} takes an integer ${min}..${max}, got ${v ?? 'nothing'}`);
   args.splice(i, 2);
   return n;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function main(): Promise<void> {

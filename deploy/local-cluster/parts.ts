@@ -5,8 +5,10 @@
 // it lives under deploy/ beside the files it turns into a running cluster.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
 /** The checkout's root, from dist/deploy/local-cluster/ (tsc's output) or deploy/local-cluster/. */
 export const ROOT = path.resolve(
@@ -117,6 +119,26 @@ export async function startS3rver(
   return { port: info.port, close: () => server.close() };
 }
 
+/** A client of the local bucket, for changing objects behind pixtable's back. */
+export function bucketClient(endpoint: string): {
+  client: S3Client;
+  put(key: string, body: Buffer): Promise<unknown>;
+} {
+  const client = new S3Client({
+    region: S3_REGION,
+    endpoint,
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: S3_CREDENTIALS.AWS_ACCESS_KEY_ID,
+      secretAccessKey: S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+    },
+  });
+  return {
+    client,
+    put: (key, body) => client.send(new PutObjectCommand({ Bucket: S3_BUCKET, Key: key, Body: body })),
+  };
+}
+
 export interface ReplicaSpec {
   /** Address the replica listens on (HOST). */
   host: string;
@@ -168,6 +190,15 @@ export function startReplica(r: ReplicaSpec, stdio: 'inherit' | 'pipe' = 'inheri
     env: { ...base, ...replicaEnv(r) },
     stdio: ['ignore', stdio, stdio],
   });
+}
+
+/** A free TCP port on 127.0.0.1 (for a config that names its ports: nginx's, the upstreams'). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
 
 /** Polls `url` until it answers `status` (default 200); throws after `ms`. */
