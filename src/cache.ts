@@ -24,17 +24,12 @@ import { indexFile, lockFile, readersFile, sourcesDir, tableDir, tablesDir } fro
 import { acquireWriterLock } from './engine/lock.js';
 import { FormatStore } from './engine/format-store.js';
 import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
-import { Revalidator } from './engine/revalidate.js';
-import {
-  hashFile,
-  openSource,
-  readSource,
-  sourceOf,
-  type Source,
-  type SourceFile,
-} from './engine/source-bytes.js';
-import { removeStaleUploads, stageUpload, type UploadBody } from './engine/uploads.js';
-import { listKeys, removeName, resolveForWrite, validateKey } from './engine/sources.js';
+import type { Revalidator } from './engine/revalidate.js';
+import type { Source, SourceFile } from './engine/source-bytes.js';
+import { LocalSourceStore, type SourceStore } from './engine/source-store.js';
+import { openS3SourceStore } from './engine/source-store-s3.js';
+import { removeStaleUploads, type UploadBody } from './engine/uploads.js';
+import { validateKey } from './engine/sources.js';
 import { makeCurrent, refImpl } from './engine/views.js';
 import { compactStores, flushStores, verifyStores } from './engine/maintenance.js';
 import { probeImage } from './native/sharp.js';
@@ -57,12 +52,14 @@ export class ImageCache {
   private groupOf: Group<FormatStore>[] = [];
   private readonly chunks: ChunkCache;
   private readonly decoder: Decoder;
+  /** where sources live (a directory or a bucket), installed at open */
+  private readonly sources: SourceStore;
   private readonly revalidator: Revalidator;
   private timer: NodeJS.Timeout | undefined;
   private flushing = false;
   private closed = false;
 
-  private constructor(o: Resolved, sourcesRoot: string) {
+  private constructor(o: Resolved, sourcesRoot: string, sources: SourceStore) {
     this.o = o;
     this.storage = o.storage;
     this.sourcesDir = sourcesRoot;
@@ -70,7 +67,8 @@ export class ImageCache {
     this.formats = o.formats;
     this.readOnly = o.readOnly;
     this.decoder = new Decoder(o);
-    this.revalidator = new Revalidator(sourcesRoot, o.revalidateMs, o.maxInputBytes, o.now);
+    this.sources = sources;
+    this.revalidator = sources.revalidator;
     this.chunks = new LRUCache<number, Buffer>({
       maxSize: o.maxMappedBytes,
       sizeCalculation: (b) => b.length,
@@ -96,12 +94,18 @@ export class ImageCache {
     } catch {
       root = sources;
     }
-    const cache = new ImageCache(o, root);
+    // The store is chosen here, once: nothing downstream asks which one it is.
+    const store =
+      options.s3 === undefined
+        ? new LocalSourceStore(root, o.revalidateMs, o.maxInputBytes, o.now)
+        : await openS3SourceStore(options.s3, root, o);
+    const cache = new ImageCache(o, root, store);
     if (!o.readOnly) await removeStaleUploads(root);
     try {
       for (const f of o.formats) await cache.openFormat(f);
     } catch (e) {
       for (const st of cache.stores) st.close();
+      store.close();
       throw e;
     }
     cache.groups = groupByFamily(cache.stores);
@@ -281,19 +285,22 @@ export class ImageCache {
   }
 
   private async decodeKey(g: Group<FormatStore>, key: string): Promise<void> {
-    let src: Source;
+    const fetched = await this.fetchSource(key);
     try {
-      src = await this.readSource(key);
+      await this.decodeInto(g, key, fetched.src);
+    } finally {
+      await fetched.done();
+    }
+  }
+
+  /** The source of `key` for decoding; when it is gone, so are its entries, in every format. */
+  private async fetchSource(key: string) {
+    try {
+      return await this.sources.fetch(key, this.o.maxInputBytes);
     } catch (e) {
-      // The source is gone: so are its entries, in every format.
       if (e instanceof PixtableError && e.code === 'SOURCE_NOT_FOUND') this.removeEntries(key);
       throw e;
     }
-    await this.decodeInto(g, key, src);
-  }
-
-  private readSource(key: string): Promise<Source> {
-    return readSource(this.sourcesDir, key, this.o.maxInputBytes);
   }
 
   private async decodeImages(g: Group<FormatStore>, input: string) {
@@ -358,14 +365,13 @@ export class ImageCache {
         `${body.length} bytes, the limit is ${this.o.maxInputBytes}`,
       );
     }
-    const target = await resolveForWrite(this.sourcesDir, key);
-    const staged = await stageUpload(this.sourcesDir, target, body, this.o.maxInputBytes, async (tmp) => {
+    const staged = await this.sources.upload(key, body, this.o.maxInputBytes, async (tmp) => {
       const info = await probeImage(tmp, this.o.maxInputPixels);
       const decoded = await Promise.all(this.groups.map((g) => this.decodeImages(g, tmp)));
       return { info, decoded };
     });
     const { info, decoded } = staged.result;
-    const src = sourceOf(target, staged.fp, staged.stat);
+    const src = staged.src;
     this.assertOpen();
     await Promise.all(
       this.groups.flatMap((g, gi) =>
@@ -387,18 +393,22 @@ export class ImageCache {
    */
   async ingest(key: string): Promise<{ key: string; status: 'imported' | 'unchanged' }> {
     this.requireWritable();
-    const src = await this.readSource(key);
-    let status: 'imported' | 'unchanged' = 'unchanged';
-    for (const g of this.groups) {
-      const slots = g.members.map((st) => st.verifiedSlot(key));
-      if (g.members.every((st, i) => st.holds(slots[i]!, src))) {
-        g.members.forEach((st, i) => this.revalidator.sign(st.book, slots[i]!, src));
-        continue;
+    const { src, done } = await this.fetchSource(key);
+    try {
+      let status: 'imported' | 'unchanged' = 'unchanged';
+      for (const g of this.groups) {
+        const slots = g.members.map((st) => st.verifiedSlot(key));
+        if (g.members.every((st, i) => st.holds(slots[i]!, src))) {
+          g.members.forEach((st, i) => this.revalidator.sign(st.book, slots[i]!, src));
+          continue;
+        }
+        status = 'imported';
+        await this.decodeInto(g, key, src);
       }
-      status = 'imported';
-      await this.decodeInto(g, key, src);
+      return { key, status };
+    } finally {
+      await done();
     }
-    return { key, status };
   }
 
   /**
@@ -409,9 +419,8 @@ export class ImageCache {
   async delete(key: string): Promise<boolean> {
     this.requireWritable();
     validateKey(key);
-    // The name itself goes (a link, never its target); a concurrent delete that removed it
-    // first makes this one find nothing, not fail.
-    let existed = await removeName(this.sourcesDir, key);
+    // A concurrent delete that removed it first makes this one find nothing, not fail.
+    let existed = await this.sources.remove(key);
     if (this.removeEntries(key)) existed = true;
     if (this.o.sync === 'always') for (const st of this.stores) st.log?.flush();
     return existed;
@@ -430,9 +439,16 @@ export class ImageCache {
     return existed;
   }
 
-  /** Keys of every source file under storage/sources/, sorted. */
+  /** Keys of every source (files under storage/sources/, or objects under the bucket's prefix), sorted. */
   listSources(): Promise<string[]> {
-    return listKeys(this.sourcesDir);
+    this.assertOpen();
+    return this.sources.list();
+  }
+
+  /** Whether `key` has a stored source (a file, or an object in the bucket). INVALID_KEY. */
+  sourceExists(key: string): Promise<boolean> {
+    this.assertOpen();
+    return this.sources.exists(key);
   }
 
   /**
@@ -443,14 +459,7 @@ export class ImageCache {
    */
   async openSource(key: string): Promise<SourceFile> {
     this.assertOpen();
-    const { handle, stat } = await openSource(this.sourcesDir, key);
-    try {
-      const fp = this.confirmedFingerprint(key, stat) ?? (await hashFile(handle, stat.size));
-      return { handle, size: stat.size, mtimeMs: stat.mtimeMs, fingerprint: fp.toString('hex') };
-    } catch (e) {
-      await handle.close();
-      throw e;
-    }
+    return this.sources.open(key, this.confirmedFingerprint);
   }
 
   /**
@@ -458,7 +467,7 @@ export class ImageCache {
    * signature (mtime, size, inode; never a racy one, see Revalidator.sign), so a hot original is
    * not hashed on every download. Undefined: hash it.
    */
-  private confirmedFingerprint(key: string, stat: fs.Stats): Buffer | undefined {
+  private readonly confirmedFingerprint = (key: string, stat: fs.Stats): Buffer | undefined => {
     for (const st of this.stores) {
       const book = st.book;
       const s = book.slotOf.get(key);
@@ -468,7 +477,7 @@ export class ImageCache {
         return book.sourceFp.subarray(s * 16, s * 16 + 16);
     }
     return undefined;
-  }
+  };
 
   // ---- operations ----------------------------------------------------------------------------
 
@@ -551,5 +560,6 @@ export class ImageCache {
     if (!this.readOnly) await this.flush();
     this.closed = true;
     for (const st of this.stores) st.close();
+    this.sources.close();
   }
 }

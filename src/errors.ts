@@ -169,6 +169,30 @@ export const ERRORS = {
   },
   ORIGIN_FAILED: { status: 502, exit: EXIT.TEMPFAIL, message: 'The origin did not return the source image' },
   ORIGIN_TIMEOUT: { status: 504, exit: EXIT.TEMPFAIL, message: 'The origin did not answer in time' },
+  // the S3-compatible source store (PIXTABLE_S3_*): its failures are the store's, never a bug here
+  SOURCE_STORE_DENIED: {
+    status: 502,
+    exit: EXIT.IO,
+    message: 'The source store refused the request',
+    hint: 'check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and the bucket policy',
+  },
+  SOURCE_STORE_TIMEOUT: {
+    status: 504,
+    exit: EXIT.TEMPFAIL,
+    message: 'The source store did not answer in time',
+    hint: 'check PIXTABLE_S3_ENDPOINT is reachable, or raise PIXTABLE_S3_TIMEOUT_MS',
+  },
+  SOURCE_STORE_TRUNCATED: {
+    status: 502,
+    exit: EXIT.TEMPFAIL,
+    message: 'The source store sent less of the object than it announced',
+  },
+  SOURCE_STORE_FAILED: {
+    status: 502,
+    exit: EXIT.TEMPFAIL,
+    message: 'The source store failed the request',
+    hint: 'check PIXTABLE_S3_ENDPOINT and PIXTABLE_S3_BUCKET (docs/config.md)',
+  },
   // capacity and state
   SHUTTING_DOWN: { status: 503, exit: EXIT.TEMPFAIL, message: 'The server is shutting down' },
   QUEUE_FULL: {

@@ -21,6 +21,38 @@ export interface DecodeLimits {
   timeoutMs?: number;
 }
 
+/**
+ * Sources in an S3-compatible bucket (AWS S3, MinIO, Ceph, s3rver…) instead of `storage/sources/`;
+ * tables stay in `storage/tables/`. Credentials come from the AWS SDK's default chain
+ * (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, `AWS_PROFILE` and the shared
+ * `~/.aws/credentials` and `config` files, then container or instance roles). An entry's source
+ * fingerprint is the object's VersionId when the bucket sends one, else its ETag; a hit is
+ * confirmed with one HEAD at most once per `revalidateMs`. `@aws-sdk/client-s3` is loaded only
+ * when this is set.
+ */
+export interface S3SourceOptions {
+  /** Bucket name. Required. */
+  bucket: string;
+  /** Endpoint URL (`http://127.0.0.1:9000`). Default: AWS's endpoint for `region`. */
+  endpoint?: string;
+  /** Region the requests are signed for. Default `us-east-1`. */
+  region?: string;
+  /**
+   * Prepended to every key (`photos/` stores `cat.jpg` as `photos/cat.jpg`); a `/` is added when
+   * missing. Default '' (keys are object names). At most 512 bytes.
+   */
+  prefix?: string;
+  /** Path-style URLs (`endpoint/bucket/key`). Default true when `endpoint` is set, false for AWS. */
+  forcePathStyle?: boolean;
+  /**
+   * Deadline of one store operation in ms — connection, retries and the whole body — before
+   * SOURCE_STORE_TIMEOUT. Default 10,000. Range 100..600,000.
+   */
+  timeoutMs?: number;
+  /** Attempts per request (the SDK retries 5xx, throttling and resets). Default 3. Range 1..10. */
+  maxAttempts?: number;
+}
+
 export interface OpenOptions {
   /** Data directory holding `sources/` and `tables/`. Default `$PIXTABLE_STORAGE` or `./storage`. */
   storage?: string;
@@ -63,6 +95,15 @@ export interface OpenOptions {
    * went away kills the process with SIGBUS. Env `PIXTABLE_ALLOW_NETWORK_FS` for the server and CLI.
    */
   allowNetworkFileSystem?: boolean;
+  /**
+   * Keep sources in an S3-compatible bucket (see S3SourceOptions). Default undefined: sources are
+   * files under `storage/sources/`. With a bucket, `peek()`/`peekRef()` (synchronous, so they
+   * cannot wait for a HEAD) return undefined for an entry whose revalidation is due and start the
+   * HEAD in the background: the next lookup after it confirmed the object hits again, and `get()`
+   * does the HEAD itself. A HEAD that fails (store down, denied, timeout) serves the held entry and
+   * tries again after `revalidateMs`; only a 404 or another ETag makes the entry go.
+   */
+  s3?: S3SourceOptions;
   decode?: DecodeLimits;
   logger?: Logger;
   /** Called after each decode with its wall time in ms and the formats it produced (metrics). */

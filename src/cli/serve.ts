@@ -77,6 +77,13 @@ const HELP: Record<string, string> = {
   PIXTABLE_PEERS_TIMEOUT_MS: 'bound on each purge call to a peer, ms (default 2000, 1..60000)',
   PIXTABLE_WORKERS:
     'serving processes (default: CPUs); 1 = one process, N ≥ 2 = a writer plus N workers on one port',
+  PIXTABLE_S3_BUCKET: 'keep sources in this S3-compatible bucket instead of storage/sources/',
+  PIXTABLE_S3_ENDPOINT: 'S3-compatible endpoint URL (default: AWS for the region)',
+  PIXTABLE_S3_PREFIX: 'prefix of the source objects in the bucket (default none)',
+  PIXTABLE_S3_REGION: 'region requests are signed for (default us-east-1)',
+  PIXTABLE_S3_FORCE_PATH_STYLE: 'path-style bucket URLs (default true with an endpoint)',
+  PIXTABLE_S3_TIMEOUT_MS: 'deadline of one S3 operation, body included (default 10000)',
+  PIXTABLE_S3_MAX_ATTEMPTS: 'attempts per S3 request (default 3)',
 };
 
 const BOOLEAN_VARS = new Set([

@@ -14,7 +14,7 @@ import {
 } from '../formats.js';
 import { invalidParameter, PixtableError } from '../errors.js';
 import * as is from '../is.js';
-import type { SyncMode } from '../types.js';
+import type { S3SourceOptions, SyncMode } from '../types.js';
 
 export interface SigningKey {
   key: Buffer;
@@ -81,6 +81,8 @@ export interface ServerConfig {
   /** Empty: signing off. Several entries: any of them verifies (key rotation); the first signs. */
   signingKeys: readonly SigningKey[];
   origin: OriginConfig | undefined;
+  /** Sources in an S3-compatible bucket (PIXTABLE_S3_*); undefined: storage/sources/. */
+  s3: S3SourceOptions | undefined;
   /** Time for a whole request (headers + body) to arrive. */
   requestTimeoutMs: number;
   /** Time for the request headers to arrive. */
@@ -165,6 +167,13 @@ export const ENV_VARS = [
   'PIXTABLE_WORKERS',
   'PIXTABLE_PEERS',
   'PIXTABLE_PEERS_TIMEOUT_MS',
+  'PIXTABLE_S3_BUCKET',
+  'PIXTABLE_S3_ENDPOINT',
+  'PIXTABLE_S3_PREFIX',
+  'PIXTABLE_S3_REGION',
+  'PIXTABLE_S3_FORCE_PATH_STYLE',
+  'PIXTABLE_S3_TIMEOUT_MS',
+  'PIXTABLE_S3_MAX_ATTEMPTS',
 ] as const;
 
 /** Variables other parts of pixtable read (CLI, engine); not typos. */
@@ -270,16 +279,45 @@ function parseSigning(env: Env): SigningKey[] {
   return keys.map((key, i) => ({ key, salt: salts[i] as Buffer }));
 }
 
+/** A group's tuning variables (`prefix`…) mean nothing without `main`: refused, not ignored. */
+function refuseAlone(env: Env, prefix: string, main: string): undefined {
+  for (const n of ENV_VARS) {
+    if (n !== main && n.startsWith(prefix) && str(env, n) !== undefined) {
+      throw invalidParameter(C, n, `set only together with ${main}`, env[n]);
+    }
+  }
+  return undefined;
+}
+
+/** PIXTABLE_S3_*: only the bucket turns S3 on; the engine validates the values once more at open. */
+function parseS3(env: Env): S3SourceOptions | undefined {
+  const bucket = str(env, 'PIXTABLE_S3_BUCKET');
+  if (bucket === undefined) return refuseAlone(env, 'PIXTABLE_S3_', 'PIXTABLE_S3_BUCKET');
+  is.matching('PIXTABLE_S3_BUCKET', bucket, /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, C);
+  const endpoint = str(env, 'PIXTABLE_S3_ENDPOINT');
+  if (endpoint !== undefined) is.matching('PIXTABLE_S3_ENDPOINT', endpoint, /^https?:\/\/[^/]/, C);
+  const forcePathStyle = str(env, 'PIXTABLE_S3_FORCE_PATH_STYLE');
+  const o: S3SourceOptions = {
+    bucket,
+    endpoint,
+    prefix: str(env, 'PIXTABLE_S3_PREFIX'),
+    region: str(env, 'PIXTABLE_S3_REGION'),
+    forcePathStyle:
+      forcePathStyle === undefined
+        ? undefined
+        : is.boolText('PIXTABLE_S3_FORCE_PATH_STYLE', forcePathStyle, C),
+    timeoutMs: int(env, 'PIXTABLE_S3_TIMEOUT_MS', 100, 600_000),
+    maxAttempts: int(env, 'PIXTABLE_S3_MAX_ATTEMPTS', 1, 10),
+  };
+  // unset fields keep the engine's defaults (S3SourceOptions)
+  return Object.fromEntries(
+    Object.entries(o).filter(([, v]) => v !== undefined),
+  ) as unknown as S3SourceOptions;
+}
+
 function parseOrigin(env: Env, maxUploadBytes: number): OriginConfig | undefined {
   const v = str(env, 'PIXTABLE_ORIGIN');
-  if (v === undefined) {
-    for (const n of ENV_VARS) {
-      if (n.startsWith('PIXTABLE_ORIGIN_') && str(env, n) !== undefined) {
-        throw invalidParameter(C, n, 'set only together with PIXTABLE_ORIGIN', env[n]);
-      }
-    }
-    return undefined;
-  }
+  if (v === undefined) return refuseAlone(env, 'PIXTABLE_ORIGIN_', 'PIXTABLE_ORIGIN');
   let base: URL | undefined;
   try {
     base = new URL(v);
@@ -460,6 +498,7 @@ export function loadConfig(
     cacheControl: str(env, 'PIXTABLE_CACHE_CONTROL') ?? 'public, max-age=3600',
     signingKeys: parseSigning(env),
     origin: parseOrigin(env, maxUploadBytes),
+    s3: parseS3(env),
     requestTimeoutMs,
     headersTimeoutMs,
     idleTimeoutMs: int(env, 'PIXTABLE_IDLE_TIMEOUT_MS', 1, 3_600_000, 30_000),

@@ -23,6 +23,7 @@ export function openOptions(config: ServerConfig, extras: OpenExtras = {}): Open
       revalidateMs: config.revalidateMs,
       maxMappedBytes: config.maxMappedBytes,
       allowNetworkFileSystem: config.allowNetworkFileSystem,
+      s3: config.s3,
     }),
     ...withoutUndefined(rest),
     decode: {

@@ -1,7 +1,9 @@
-// Source revalidation: is the file an entry was decoded from still the same? A `stat` at most once
-// per `revalidateMs` per entry (nginx's open_file_cache_valid); when its signature (mtime, size,
-// inode) changed, the file is hashed and compared with the entry's source fingerprint, so a touch
-// without a change costs one hash, not a decode.
+// Source revalidation: is the source an entry was decoded from still the same? The `Revalidator`
+// interface is what the hit paths call; each source store brings its own (src/engine/source-store*.ts).
+// For a directory, `StatRevalidator`: a `stat` at most once per `revalidateMs` per entry (nginx's
+// open_file_cache_valid); when its signature (mtime, size, inode) changed, the file is hashed and
+// compared with the entry's source fingerprint, so a touch without a change costs one hash, not a
+// decode.
 import fs from 'node:fs';
 import path from 'node:path';
 import { LIVE, type SlotBook } from './slots.js';
@@ -14,7 +16,19 @@ import { readSource, readSourceSync, type Source } from './source-bytes.js';
  */
 const RACY_MS = 2000;
 
-export class Revalidator {
+/** Whether a hit's source is unchanged; called by ImageCache's hit paths, only with `revalidate` on. */
+export interface Revalidator {
+  /** True: confirmed within `revalidateMs` (or still matching); false: confirm it; 'gone': a miss. */
+  fresh(book: SlotBook, s: number, key: string): boolean | 'gone';
+  /** The synchronous path's confirmation (peek, peekRef); false is a miss. */
+  confirmSync(book: SlotBook, s: number, key: string): boolean;
+  /** get()'s confirmation; false makes get() decode the source again. */
+  confirmAsync(book: SlotBook, s: number, key: string): Promise<boolean>;
+  /** Records that slot `s` holds `src`, confirmed now. */
+  sign(book: SlotBook, s: number, src: Source): void;
+}
+
+export class StatRevalidator implements Revalidator {
   constructor(
     private readonly root: string,
     private readonly revalidateMs: number,

@@ -1,8 +1,9 @@
 // The upload protocol: a new source is streamed to `sources/.tmp/<pid>-<ms>-<rand>` (hashed as it
 // goes, so the fingerprint needs no second read), fsynced,
-// decoded from there (libvips reads some formats only from files), and renamed over the source only
-// after every format decoded — so a broken upload changes nothing stored. Writers that died
-// mid-upload leave temp files; the next writer to open removes those of dead processes.
+// decoded from there (libvips reads some formats only from files), and committed (renamed over the
+// source, or put in the bucket) only after every format decoded, so a broken upload changes
+// nothing stored. Writers that died mid-upload leave temp files; the next writer to open removes
+// those of dead processes.
 import fs from 'node:fs';
 import path from 'node:path';
 import { PixtableError, invalidParameter, storageFullOr } from '../errors.js';
@@ -51,32 +52,43 @@ export async function removeStaleUploads(sourcesRoot: string): Promise<void> {
  */
 export type UploadBody = Uint8Array | AsyncIterable<Uint8Array>;
 
+/** A fresh temp file name in `sources/.tmp/` (`<pid>-<ms>-<random>`, what removeStaleUploads reads). */
+export function tempPath(sourcesRoot: string): string {
+  const name = `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  return path.join(uploadsTmpDir(sourcesRoot), name);
+}
+
 /**
  * Writes `body` to a fresh temp file while hashing it, runs `check(tmpPath)` (the decodes), and
- * only if it resolves creates the target's directories and renames the file over `target`. On any
- * failure the temp file is removed and the error rethrown: the stored source is untouched.
+ * only if it resolves runs `commit` — the source store's step that makes the file the source
+ * (a rename over the target, an upload to a bucket). On any failure the temp file is removed and
+ * the error rethrown: the stored source is untouched.
  * EMPTY_SOURCE, SOURCE_TOO_LARGE (more than `maxBytes`, found while streaming), STORAGE_FULL.
- * Returns check's result, the file's stat and its fingerprint.
+ * Returns check's and commit's results.
  */
-export async function stageUpload<T>(
+export async function stageUpload<T, C>(
   sourcesRoot: string,
-  target: string,
   body: UploadBody,
   maxBytes: number,
   check: (tmpPath: string) => Promise<T>,
-): Promise<{ result: T; stat: fs.Stats; fp: Buffer }> {
+  commit: (tmpPath: string, stat: fs.Stats, fp: Buffer) => Promise<C>,
+): Promise<{ result: T; committed: C }> {
   const dir = uploadsTmpDir(sourcesRoot);
-  const tmp = path.join(dir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  const tmp = tempPath(sourcesRoot);
   try {
     const { stat, fp } = await writeTemp(dir, tmp, body, maxBytes);
     const result = await check(tmp);
-    await makeParent(sourcesRoot, target);
-    await fs.promises.rename(tmp, target);
-    return { result, stat, fp };
-  } catch (e) {
+    return { result, committed: await commit(tmp, stat, fp) };
+  } finally {
+    // gone already when commit renamed it
     await fs.promises.rm(tmp, { force: true });
-    throw e;
   }
+}
+
+/** The local store's commit: the directories made (and proven inside the root), then the rename. */
+export async function renameInto(sourcesRoot: string, tmp: string, target: string): Promise<void> {
+  await makeParent(sourcesRoot, target);
+  await fs.promises.rename(tmp, target);
 }
 
 async function writeTemp(

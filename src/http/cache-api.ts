@@ -25,6 +25,8 @@ export interface PixelCache {
   /** Drops `key`'s entries, keeps its source (a peer's purge, src/http/peers.ts). */
   purge(key: string): boolean;
   listSources(): Promise<string[]>;
+  /** Whether `key` has a stored source (a file, or an object in the bucket). */
+  sourceExists(key: string): Promise<boolean>;
   stats(): CacheStats;
   close(): Promise<void>;
 }

@@ -71,6 +71,9 @@ class CountingCache implements PixelCache {
   has(format: string, key: string) {
     return this.inner.has(format, key);
   }
+  sourceExists(key: string) {
+    return this.inner.sourceExists(key);
+  }
   put(key: string, bytes: Buffer) {
     return this.inner.put(key, bytes);
   }

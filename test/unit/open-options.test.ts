@@ -26,6 +26,7 @@ function engineConfig(): ServerConfig {
     allowNetworkFileSystem: true,
     maxUploadBytes: 7_654_321,
     decode: { concurrency: 3, maxQueue: 17, timeoutMs: 2345, maxInputPixels: 999_999 },
+    s3: { bucket: 'test-bucket', endpoint: 'http://127.0.0.1:9', prefix: 'p/', timeoutMs: 1234 },
   });
 }
 
@@ -41,6 +42,7 @@ const TO_ENGINE: Record<string, string> = {
   revalidate: 'revalidate',
   revalidateMs: 'revalidateMs',
   allowNetworkFileSystem: 'allowNetworkFileSystem',
+  s3: 's3',
   maxUploadBytes: 'decode.maxInputBytes',
   'decode.concurrency': 'decode.concurrency',
   'decode.maxQueue': 'decode.maxQueue',
@@ -98,6 +100,7 @@ test('every engine setting of the configuration reaches OpenOptions', () => {
     'readOnly',
     'revalidate',
     'revalidateMs',
+    's3',
     'storage',
     'sync',
   ]);

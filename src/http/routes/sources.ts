@@ -3,8 +3,6 @@
 // the upload temp file chunk by chunk (src/engine/uploads.ts), so a plain streamed body — from a
 // client or a proxy in front of this process, with or without Content-Length — costs one chunk of
 // memory, and the number of uploads received at once is bounded.
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PixtableError, bodyTooLargeDetail } from '../../errors.js';
@@ -162,12 +160,7 @@ export async function sourceRoutes(
         }
         receiving++;
         try {
-          let existed = false;
-          try {
-            existed = (await fs.stat(path.join(cache.sourcesDir, key))).isFile();
-          } catch {
-            existed = false;
-          }
+          const existed = await cache.sourceExists(key);
           const result = await cache.put(key, limitedBody(body, max));
           return await reply.code(existed ? 200 : 201).send(result);
         } finally {
