@@ -1,8 +1,15 @@
 // Network namespaces for tests that need machines of their own (ip netns and veth pairs from
 // iproute2, as root): namespace i gets a veth pair, the host end 10.231.S.1/30 and the
 // namespace end 10.231.S.2/30, where S is this run's subnet number, so a replica inside listens
-// on an address of its own and the host reaches it, and it the host, across a real link.
+// on an address of its own and the host reaches it, and it the host, across a real link. Each
+// namespace's default route is the host, which forwards between them (net.ipv4.ip_forward, set
+// for the test's lifetime and restored after), so replicas reach one another (PIXTABLE_PEERS).
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+/** ip_forward as it was before the first makeNamespaces, restored by removeNamespaces. */
+let forwardBefore: string | undefined;
 
 export interface Namespace {
   name: string;
@@ -41,7 +48,10 @@ export function makeNamespaces(count: number): Namespace[] {
       ip('netns', 'exec', name, 'ip', 'addr', 'add', `${ns.address}/30`, 'dev', peer);
       ip('netns', 'exec', name, 'ip', 'link', 'set', peer, 'up');
       ip('netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up');
+      ip('netns', 'exec', name, 'ip', 'route', 'add', 'default', 'via', ns.hostAddress);
     }
+    forwardBefore ??= fs.readFileSync(IP_FORWARD, 'utf8').trim();
+    fs.writeFileSync(IP_FORWARD, '1');
     return made;
   } catch (e) {
     removeNamespaces(made);
@@ -50,8 +60,16 @@ export function makeNamespaces(count: number): Namespace[] {
   }
 }
 
-/** Deletes the namespaces (their veth pairs go with them); never throws. */
+/** Deletes the namespaces (their veth pairs go with them), restores ip_forward; never throws. */
 export function removeNamespaces(list: readonly Namespace[]): void {
+  if (forwardBefore !== undefined && list.length > 0) {
+    try {
+      fs.writeFileSync(IP_FORWARD, forwardBefore);
+      forwardBefore = undefined;
+    } catch {
+      // not ours to fix
+    }
+  }
   for (const ns of list) {
     try {
       ip('netns', 'del', ns.name);
