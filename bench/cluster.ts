@@ -45,12 +45,16 @@ interface Run {
   p50us: number;
 }
 
-function wrk(script: string, url: string): Run {
-  const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '-s', script, url], {
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
-  const line = r.stdout.trim().split('\n').pop() ?? '';
+/** wrk, without blocking this process (s3rver runs in it and answers the S3 replica's HEADs). */
+async function wrk(script: string, url: string): Promise<Run> {
+  const proc = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '-s', script, url]);
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await new Promise<number | null>((r) => proc.on('close', (c) => r(c)));
+  if (code !== 0) throw new Error(`wrk failed: ${err}`);
+  const line = out.trim().split('\n').pop() ?? '';
   const s = JSON.parse(line) as {
     requests: number;
     seconds: number;
@@ -162,7 +166,7 @@ async function main(): Promise<void> {
     // ---- the nginx hop on hits ----
     const nport = await freePort();
     // the hop is measured on the local-sources replica: what the hop costs does not depend on
-    // where sources live, and a hit there makes no HEAD to s3rver (which runs in this process)
+    // where sources live, and a hit there makes no revalidation HEAD to s3rver
     const conf = writeNginxConfig(path.join(dir, 'nginx'), `127.0.0.1:${nport}`, [`127.0.0.1:${localPort}`]);
     const nginx = startNginx(conf);
     children.push(nginx);
