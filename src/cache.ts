@@ -27,7 +27,7 @@ import { Decoder, groupByFamily, type Group } from './engine/decoding.js';
 import type { Revalidator } from './engine/revalidate.js';
 import type { Source, SourceFile } from './engine/source-bytes.js';
 import { LocalSourceStore, type SourceStore } from './engine/source-store.js';
-import { openS3SourceStore } from './engine/source-store-s3.js';
+import { openS3SourceStore, resolveS3Options } from './engine/source-store-s3.js';
 import { removeStaleUploads, type UploadBody } from './engine/uploads.js';
 import { validateKey } from './engine/sources.js';
 import { makeCurrent, refImpl } from './engine/views.js';
@@ -82,6 +82,8 @@ export class ImageCache {
   /** Opens (creating when writable) the storage and every format's table and index. */
   static async open(options: OpenOptions = {}): Promise<ImageCache> {
     const o = resolveOptions(options);
+    // validated before anything is created on disk, like every other option
+    const s3 = options.s3 === undefined ? undefined : resolveS3Options(options.s3);
     const sources = sourcesDir(o.storage);
     if (!o.readOnly) {
       await fs.promises.mkdir(sources, { recursive: true });
@@ -96,9 +98,9 @@ export class ImageCache {
     }
     // The store is chosen here, once: nothing downstream asks which one it is.
     const store =
-      options.s3 === undefined
+      s3 === undefined
         ? new LocalSourceStore(root, o.revalidateMs, o.maxInputBytes, o.now)
-        : await openS3SourceStore(options.s3, root, o);
+        : await openS3SourceStore(s3, root, o);
     const cache = new ImageCache(o, root, store);
     if (!o.readOnly) await removeStaleUploads(root);
     try {
@@ -239,6 +241,7 @@ export class ImageCache {
   async get(format: string, key: string): Promise<ImageView> {
     const st = this.store(format);
     const s = st.verifiedSlot(key);
+    let stale: Buffer | undefined;
     if (s >= 0) {
       const fresh = this.o.revalidate ? this.revalidator.fresh(st.book, s, key) : true;
       if (fresh === true || (fresh === false && (await this.revalidator.confirmAsync(st.book, s, key)))) {
@@ -247,21 +250,27 @@ export class ImageCache {
           st.counters.hits++;
           return view;
         }
+      } else {
+        stale = Buffer.from(st.book.sourceFp.subarray(s * 16, s * 16 + 16));
       }
     }
     st.counters.misses++;
-    return this.load(st, key);
+    return this.load(st, key, stale);
   }
 
   // ---- miss path -----------------------------------------------------------------------------
 
-  private async load(st: FormatStore, key: string): Promise<ImageView> {
+  /**
+   * A miss. `stale`: the source fingerprint of an entry just found out of date — a read-only cache
+   * must not hand that entry out again, but wait for the writer to decode the new source.
+   */
+  private async load(st: FormatStore, key: string, stale?: Buffer): Promise<ImageView> {
     if (this.readOnly) {
       // The writer may be recycling the slot right now (the view's pin then fails): look again.
       for (let attempt = 0; attempt < 3; attempt++) {
         st.poll();
         const s = st.verifiedSlot(key);
-        if (s < 0) break;
+        if (s < 0 || stale?.equals(st.book.sourceFp.subarray(s * 16, s * 16 + 16))) break;
         const view = st.view(s, key);
         if (view !== undefined) return view;
       }

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { PixtableError, invalidParameter } from '../errors.js';
 import * as is from '../is.js';
-import type { Logger, S3SourceOptions } from '../types.js';
+import type { Logger } from '../types.js';
 import { openBucket, type Bucket, type BucketSettings, type ObjectInfo } from '../native/s3.js';
 import type { Revalidator } from './revalidate.js';
 import { LIVE, type SlotBook } from './slots.js';
@@ -72,22 +72,24 @@ function sourceOfObject(path: string, o: ObjectInfo): Source {
 
 /** Opens the bucket (loading the SDK) and returns the store over it. */
 export async function openS3SourceStore(
-  options: S3SourceOptions,
+  settings: BucketSettings,
   sourcesRoot: string,
-  o: { revalidateMs: number; now: () => number; logger: Logger },
+  o: { revalidateMs: number; now: () => number; logger: Logger; maxInputBytes: number },
 ): Promise<SourceStore> {
-  const settings = resolveS3Options(options);
   return new S3SourceStore(await openBucket(settings), sourcesRoot, o);
 }
 
 class S3SourceStore implements SourceStore {
   readonly revalidator: Revalidator;
+  /** an original served back is bounded like a source read for decoding */
+  private readonly maxBytes: number;
 
   constructor(
     private readonly bucket: Bucket,
     private readonly root: string,
-    o: { revalidateMs: number; now: () => number; logger: Logger },
+    o: { revalidateMs: number; now: () => number; logger: Logger; maxInputBytes: number },
   ) {
+    this.maxBytes = o.maxInputBytes;
     this.revalidator = new EtagRevalidator(bucket, o.revalidateMs, o.now, o.logger);
   }
 
@@ -148,7 +150,7 @@ class S3SourceStore implements SourceStore {
   async open(key: string): Promise<SourceFile> {
     // The route reads ranges and sniffs the head: it gets a file, unlinked at once, so nothing is
     // left behind whoever closes the handle.
-    const { file, info } = await this.download(key, Number.MAX_SAFE_INTEGER);
+    const { file, info } = await this.download(key, this.maxBytes);
     let handle: fs.promises.FileHandle;
     try {
       handle = await fs.promises.open(file, 'r');
@@ -192,7 +194,9 @@ class EtagRevalidator implements Revalidator {
     // A HEAD cannot be waited for here: it runs in the background and this lookup is a miss.
     if (!this.checking.has(key)) {
       this.checking.add(key);
-      void this.confirmAsync(book, s, key).finally(() => this.checking.delete(key));
+      void this.confirmAsync(book, s, key)
+        .catch(() => false) // a failure here only means the next lookup asks again
+        .finally(() => this.checking.delete(key));
     }
     return false;
   }

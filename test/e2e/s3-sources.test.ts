@@ -4,15 +4,20 @@
 // has passed — not before. Bad store responses are in s3-bad-responses.test.ts.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { ImageCache } from '../../src/cache.js';
 import type { OpenOptions, S3SourceOptions } from '../../src/types.js';
 import { fixture, makeImage, errorOf, TEST_FORMATS } from '../http/helpers.js';
 import { requireComponent } from '../helpers/requires.js';
-import { loadS3rver, startS3rver, type TestBucket } from '../helpers/s3.js';
+import { loadS3rver, pixelsOf, startS3rver, type TestBucket } from '../helpers/s3.js';
+import { solidPng } from '../helpers/fixtures.js';
+import { cleanEnv, startChild, stopChild } from './cli-fixtures.js';
+import { request } from '../http/net-helpers.js';
 
 const skip = requireComponent(
   's3rver',
@@ -37,17 +42,40 @@ async function open(storage: string, extra: Partial<OpenOptions> = {}): Promise<
   return ImageCache.open({ storage, formats: TEST_FORMATS, s3: s3Options(), ...extra });
 }
 
-/** The pixels of `key` in the first test format, copied out of the mapping. */
-async function pixels(cache: ImageCache, key: string): Promise<Buffer> {
-  const v = await cache.get('small', key);
-  try {
-    return Buffer.from(v.pixels);
-  } finally {
-    v.release();
-  }
-}
-
 const decodes = (cache: ImageCache): number => cache.stats().formats[0]!.decodes;
+
+after(async () => {
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+test('@aws-sdk/client-s3 is loaded only when a bucket is configured', async () => {
+  // A resolve hook in a fresh process refuses the SDK: a local open must never ask for it, and an
+  // open with a bucket must (which also proves the hook sees the import).
+  const hooks = `export async function resolve(spec, ctx, next) {
+    if (spec.includes('@aws-sdk/client-s3')) throw new Error('client-s3 was loaded');
+    return next(spec, ctx);
+  }`;
+  const storage = await tmpStorage();
+  const cacheModule = new URL('../../src/cache.js', import.meta.url).href;
+  const program = `
+    import { register } from 'node:module';
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hooks)}));
+    const { ImageCache } = await import(${JSON.stringify(cacheModule)});
+    const formats = [{ name: 'f', width: 8, height: 8 }];
+    const local = await ImageCache.open({ storage: ${JSON.stringify(storage + '/a')}, formats });
+    await local.close();
+    console.log('local open: ok');
+    try {
+      await ImageCache.open({ storage: ${JSON.stringify(storage + '/b')}, formats, s3: { bucket: 'abc', endpoint: 'http://127.0.0.1:9' } });
+    } catch (e) {
+      console.log('s3 open: ' + e.message);
+    }`;
+  const r = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', program], {
+    env: cleanEnv(),
+    timeout: 60_000,
+  });
+  assert.match(r.stdout, /local open: ok\ns3 open: client-s3 was loaded/, r.stdout + r.stderr);
+});
 
 describe('sources in S3 (s3rver)', { skip }, () => {
   before(async () => {
@@ -55,7 +83,6 @@ describe('sources in S3 (s3rver)', { skip }, () => {
   });
   after(async () => {
     await s3?.close();
-    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
   });
 
   test('a miss reads the object from the bucket and decodes it once; a reopened cache does not decode', async () => {
@@ -64,8 +91,8 @@ describe('sources in S3 (s3rver)', { skip }, () => {
     const storage = await tmpStorage();
     const cache = await open(storage);
     try {
-      const first = await pixels(cache, 'photos/cat.png');
-      const again = await pixels(cache, 'photos/cat.png');
+      const first = await pixelsOf(cache, 'photos/cat.png');
+      const again = await pixelsOf(cache, 'photos/cat.png');
       assert.ok(first.equals(again));
       assert.equal(decodes(cache), 1);
       assert.deepEqual(await cache.listSources(), ['photos/cat.png']);
@@ -77,7 +104,9 @@ describe('sources in S3 (s3rver)', { skip }, () => {
     }
     const reopened = await open(storage);
     try {
-      assert.ok((await pixels(reopened, 'photos/cat.png')).equals(await pixels(reopened, 'photos/cat.png')));
+      assert.ok(
+        (await pixelsOf(reopened, 'photos/cat.png')).equals(await pixelsOf(reopened, 'photos/cat.png')),
+      );
       assert.equal(decodes(reopened), 0, 'the table held it: confirmed by a HEAD, not decoded again');
     } finally {
       await reopened.close();
@@ -119,21 +148,21 @@ describe('sources in S3 (s3rver)', { skip }, () => {
     const cache = await open(await tmpStorage(), { revalidateMs: bound });
     try {
       await s3.putObject('srcs/swap.png', await makeImage('png', 120, 80, 31));
-      const a = await pixels(cache, 'swap.png');
+      const a = await pixelsOf(cache, 'swap.png');
       await s3.putObject('srcs/swap.png', await makeImage('png', 120, 80, 32));
       // within the bound: the held entry, no HEAD, no decode
-      assert.ok((await pixels(cache, 'swap.png')).equals(a));
+      assert.ok((await pixelsOf(cache, 'swap.png')).equals(a));
       const view = cache.peek('small', 'swap.png');
       assert.ok(view && Buffer.from(view.pixels).equals(a));
       view.release();
       assert.equal(decodes(cache), 1);
       await sleep(bound + 50);
-      const b = await pixels(cache, 'swap.png');
+      const b = await pixelsOf(cache, 'swap.png');
       assert.ok(!b.equals(a), 'new pixels after the bound');
       assert.equal(decodes(cache), 2);
       // unchanged past the bound: one HEAD confirms it, no decode
       await sleep(bound + 50);
-      assert.ok((await pixels(cache, 'swap.png')).equals(b));
+      assert.ok((await pixelsOf(cache, 'swap.png')).equals(b));
       assert.equal(decodes(cache), 2);
       // peek() cannot wait for a HEAD: past the bound it misses and confirms in the background
       await sleep(bound + 50);
@@ -150,7 +179,7 @@ describe('sources in S3 (s3rver)', { skip }, () => {
       assert.equal(cache.peek('small', 'swap.png'), undefined);
       await sleep(200);
       assert.equal(cache.peek('small', 'swap.png'), undefined, 'a changed object is not confirmed');
-      const c = await pixels(cache, 'swap.png');
+      const c = await pixelsOf(cache, 'swap.png');
       assert.ok(!c.equals(b));
       assert.equal(decodes(cache), 3);
       // deleted in the bucket: the entry goes after the bound
@@ -160,6 +189,54 @@ describe('sources in S3 (s3rver)', { skip }, () => {
       assert.equal(cache.has('small', 'swap.png'), false);
     } finally {
       await cache.close();
+    }
+  });
+
+  test('`pixtable serve --workers 2` on a bucket: misses, replacements, uploads and deletes through either worker', async () => {
+    const storage = await tmpStorage();
+    const bound = 500;
+    await s3.putObject('w/key.png', await solidPng(40, 40, [200, 10, 10]));
+    const { child, match } = await startChild(
+      ['serve', '--workers', '2', '--port', '0', '--storage', storage, '--no-log-requests'],
+      /"role":"supervisor","url":"([^"]+)"/,
+      {
+        env: {
+          PIXTABLE_FORMATS: JSON.stringify(TEST_FORMATS),
+          PIXTABLE_LOG_LEVEL: 'warn',
+          PIXTABLE_S3_BUCKET: s3.bucket,
+          PIXTABLE_S3_ENDPOINT: s3.endpoint,
+          PIXTABLE_S3_PREFIX: 'w',
+          PIXTABLE_REVALIDATE_MS: String(bound),
+        },
+        timeoutMs: 60_000,
+      },
+    );
+    const url = match[1]!;
+    // each request on a connection of its own, so the kernel hands them to either worker
+    const get = (p: string) => request(url, p, { headers: { connection: 'close' } });
+    const colour = (b: Buffer) => b.toString('hex', 0, 4);
+    try {
+      for (let i = 0; i < 6; i++) {
+        const r = await get('/v1/pixels/small/key.png');
+        assert.equal(r.status, 200, r.body.toString());
+        assert.equal(colour(r.body), 'c80a0aff');
+      }
+      await s3.putObject('w/key.png', await solidPng(40, 40, [10, 200, 10]));
+      await sleep(bound + 100);
+      for (let i = 0; i < 6; i++) {
+        const r = await get('/v1/pixels/small/key.png');
+        assert.equal(colour(r.body), '0ac80aff', `request ${i} after the bound`);
+      }
+      const png = await solidPng(40, 40, [10, 10, 200]);
+      const put = await request(url, '/v1/sources/up.png', { method: 'PUT', body: png });
+      assert.equal(put.status, 201, put.body.toString());
+      assert.ok((await s3.getObject('w/up.png'))?.equals(png));
+      const del = await request(url, '/v1/sources/up.png', { method: 'DELETE' });
+      assert.equal(del.status, 204);
+      assert.equal(await s3.headObject('w/up.png'), false);
+      for (let i = 0; i < 4; i++) assert.equal((await get('/v1/pixels/small/up.png')).status, 404);
+    } finally {
+      await stopChild(child);
     }
   });
 });

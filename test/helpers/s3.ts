@@ -14,7 +14,19 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 
+import type { ImageCache } from '../../src/cache.js';
+
 const require = createRequire(import.meta.url);
+
+/** The pixels of `key` in `format` (get(): a miss decodes), copied out of the mapping. */
+export async function pixelsOf(cache: ImageCache, key: string, format = 'small'): Promise<Buffer> {
+  const v = await cache.get(format, key);
+  try {
+    return Buffer.from(v.pixels);
+  } finally {
+    v.release();
+  }
+}
 
 interface S3rverInstance {
   run(): Promise<{ address: string; port: number }>;
