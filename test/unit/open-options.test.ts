@@ -77,6 +77,8 @@ const HTTP_ONLY = [
   'maxConcurrentUploads',
   // how many processes `serve` starts: a library user's process is its own
   'workers',
+  // the purge fan-out to other replicas happens in the HTTP layer (src/http/peers.ts)
+  'peers',
 ];
 
 function get(o: unknown, dotted: string): unknown {
