@@ -556,6 +556,19 @@ export class ImageCache {
     return existed;
   }
 
+  /**
+   * Drops the entries of `key` in every format and keeps its source, so the next get decodes the
+   * source as it is now: what a replica does when a peer replaced or deleted the key
+   * (src/http/peers.ts). True if an entry existed.
+   */
+  purge(key: string): boolean {
+    this.requireWritable();
+    validateKey(key);
+    const existed = this.removeEntries(key);
+    if (this.o.sync === 'always') for (const st of this.stores) st.log?.flush();
+    return existed;
+  }
+
   /** Keys of every source (files under storage/sources/, or objects under the bucket's prefix), sorted. */
   listSources(): Promise<string[]> {
     this.assertOpen();

@@ -74,6 +74,9 @@ const HELP: Record<string, string> = {
   PIXTABLE_LOG_REQUESTS: 'one JSON log line per request (default true)',
   PIXTABLE_FAST_LANE: 'answer cache hits from the socket before Node’s HTTP server (default true)',
   PIXTABLE_CORS_ORIGIN: 'Access-Control-Allow-Origin value (default: no CORS headers)',
+  PIXTABLE_PEERS:
+    'replica base URLs (comma-separated) sent a purge after a PUT or DELETE of a source (default: none)',
+  PIXTABLE_PEERS_TIMEOUT_MS: 'bound on each purge call to a peer, ms (default 2000, 1..60000)',
   PIXTABLE_WORKERS:
     'serving processes (default: CPUs); 1 = one process, N ≥ 2 = a writer plus N workers on one port',
   PIXTABLE_DISTRIBUTION:

@@ -120,6 +120,16 @@ export interface ServerConfig {
    * Default `auto`: `reuseport` where the runtime has it, else `shared`.
    */
   distribution: Distribution;
+  /** PIXTABLE_PEERS, PIXTABLE_PEERS_TIMEOUT_MS: purge fan-out; no URLs = off (the default). */
+  peers: PeerConfig;
+}
+
+/** The replicas a purge is sent to after a source write (src/http/peers.ts, docs/deploy.md). */
+export interface PeerConfig {
+  /** Base URLs (http/https, optional path prefix); the list may include this replica. */
+  urls: readonly URL[];
+  /** Bound on each purge call, connect to last byte, in ms. Default 2000, range 1..60000. */
+  timeoutMs: number;
 }
 
 export const DISTRIBUTIONS = ['auto', 'reuseport', 'shared', 'round-robin'] as const;
@@ -173,6 +183,8 @@ export const ENV_VARS = [
   'PIXTABLE_CORS_ORIGIN',
   'PIXTABLE_WORKERS',
   'PIXTABLE_DISTRIBUTION',
+  'PIXTABLE_PEERS',
+  'PIXTABLE_PEERS_TIMEOUT_MS',
   'PIXTABLE_S3_BUCKET',
   'PIXTABLE_S3_ENDPOINT',
   'PIXTABLE_S3_PREFIX',
@@ -391,6 +403,27 @@ function parseOrigin(env: Env, maxUploadBytes: number): OriginConfig | undefined
   };
 }
 
+function parsePeers(env: Env): PeerConfig {
+  const urls = list(env, 'PIXTABLE_PEERS').map((v) => {
+    let u: URL | undefined;
+    try {
+      u = new URL(v);
+    } catch {
+      u = undefined;
+    }
+    is.ensure(
+      u !== undefined && (u.protocol === 'http:' || u.protocol === 'https:') && !u.search && !u.hash,
+      'PIXTABLE_PEERS',
+      'comma-separated http:// or https:// base URLs without query or fragment',
+      v,
+      C,
+    );
+    return u;
+  });
+  const timeoutMs = int(env, 'PIXTABLE_PEERS_TIMEOUT_MS', 1, 60_000, 2_000);
+  return { urls, timeoutMs };
+}
+
 function isCidr(c: string): boolean {
   const m = /^(.+)\/(\d{1,3})$/.exec(c);
   if (!m) return false;
@@ -516,6 +549,7 @@ export function loadConfig(
       DISTRIBUTIONS,
       C,
     ),
+    peers: parsePeers(env),
   };
   const known = new Set<string>(ENV_VARS);
   const warnings = Object.keys(env)

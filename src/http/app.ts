@@ -18,6 +18,7 @@ import { operationRoutes } from './routes/operations.js';
 import { infoRoutes } from './routes/info.js';
 import { pixelsRoutes } from './routes/pixels.js';
 import type { RouteContext } from './routes/shared.js';
+import { peerRoutes } from './peers.js';
 import { sourceRoutes } from './routes/sources.js';
 import { thumbnailRoutes } from './routes/thumbnails.js';
 import { webRoutes } from './routes/web.js';
@@ -173,6 +174,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(sourceRoutes, routes);
   await app.register(infoRoutes, routes);
   await app.register(operationRoutes, routes);
+  await app.register(peerRoutes, routes);
   await app.register(webRoutes, routes);
   if (role.kind === 'writer') await app.register(writerRoutes, routes);
   await app.register(notAllowedRoutes);

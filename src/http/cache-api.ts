@@ -22,6 +22,8 @@ export interface PixelCache {
   put(key: string, body: UploadBody): Promise<PutResult>;
   openSource(key: string): Promise<SourceFile>;
   delete(key: string): Promise<boolean>;
+  /** Drops `key`'s entries, keeps its source (a peer's purge, src/http/peers.ts). */
+  purge(key: string): boolean;
   listSources(): Promise<string[]>;
   /** Whether `key` has a stored source (a file, or an object in the bucket). */
   sourceExists(key: string): Promise<boolean>;

@@ -230,7 +230,8 @@ function checkOutputs(dir: string, lines: string[]): void {
 
 // ---- runners ----
 
-const SERVER_START = /^(npm start|pixtable serve)\b/;
+// `npm run cluster` serves on PORT too (nginx in front of its replicas), until SIGTERM
+const SERVER_START = /^(npm start|npm run cluster|pixtable serve)\b/;
 
 async function runShell(b: Block): Promise<void> {
   const dir = tempDir('pixtable-doc-sh-');

@@ -83,6 +83,9 @@ class CountingCache implements PixelCache {
   delete(key: string) {
     return this.inner.delete(key);
   }
+  purge(key: string) {
+    return this.inner.purge(key);
+  }
   openSource(key: string) {
     return this.inner.openSource(key);
   }

@@ -79,6 +79,8 @@ const HTTP_ONLY = [
   // how many processes `serve` starts, and how they share the port: a library user's process is its own
   'workers',
   'distribution',
+  // the purge fan-out to other replicas happens in the HTTP layer (src/http/peers.ts)
+  'peers',
 ];
 
 function get(o: unknown, dotted: string): unknown {
