@@ -277,30 +277,37 @@ async function main(): Promise<void> {
       { name: 'bench-256', width: 256, height: 256, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
       { name: 'bench-64', width: 64, height: 64, fit: 'cover', pixelFormat: 'rgba8', rowAlignment: 64 },
     ]);
-    // `cpu`: undefined = unpinned (the multi-process rows use both cores, as wrk does)
-    const pixtable = async (p: number, extra: Record<string, string>, cpu: number | undefined = 0) => {
-      const child = spawnOn(cpu, process.execPath, [path.join(repo, 'dist/src/cli/main.js'), 'serve'], {
-        env: {
-          ...process.env,
-          PORT: String(p),
-          HOST: '127.0.0.1',
-          PIXTABLE_STORAGE: storage,
-          // one process, as before `--workers`; the multi-process rows below set their own
-          PIXTABLE_WORKERS: '1',
-          PIXTABLE_FORMATS: formats,
-          // nginx below runs with access_log off; the same for us
-          PIXTABLE_LOG_REQUESTS: 'false',
-          PIXTABLE_LOG_LEVEL: 'warn',
-          ...extra,
-          ...Object.fromEntries(
-            (process.env.BENCH_PIXTABLE_ENV ?? '')
-              .split(/\s+/)
-              .filter((kv) => kv.includes('='))
-              .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-          ),
+    // `cpu`: 'unpinned' for the multi-process rows, which use both cores as wrk does. (It used to
+    // be `undefined`, which a default parameter turns into 0: the --workers servers ran pinned
+    // to CPU 0, both workers on one core, against an unpinned nginx.)
+    const pixtable = async (p: number, extra: Record<string, string>, cpu: number | 'unpinned' = 0) => {
+      const child = spawnOn(
+        cpu === 'unpinned' ? undefined : cpu,
+        process.execPath,
+        [path.join(repo, 'dist/src/cli/main.js'), 'serve'],
+        {
+          env: {
+            ...process.env,
+            PORT: String(p),
+            HOST: '127.0.0.1',
+            PIXTABLE_STORAGE: storage,
+            // one process, as before `--workers`; the multi-process rows below set their own
+            PIXTABLE_WORKERS: '1',
+            PIXTABLE_FORMATS: formats,
+            // nginx below runs with access_log off; the same for us
+            PIXTABLE_LOG_REQUESTS: 'false',
+            PIXTABLE_LOG_LEVEL: 'warn',
+            ...extra,
+            ...Object.fromEntries(
+              (process.env.BENCH_PIXTABLE_ENV ?? '')
+                .split(/\s+/)
+                .filter((kv) => kv.includes('='))
+                .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+            ),
+          },
+          stdio: ['ignore', 'inherit', 'inherit'],
         },
-        stdio: ['ignore', 'inherit', 'inherit'],
-      });
+      );
       children.push(child);
       await waitFor(`http://127.0.0.1:${p}/readyz`);
     };
@@ -435,7 +442,7 @@ http {
           PIXTABLE_DISTRIBUTION: distribution,
           ...(readOnly ? { PIXTABLE_READ_ONLY: 'true' } : {}),
         },
-        undefined,
+        'unpinned',
       );
       return `http://127.0.0.1:${wp}`;
     };
@@ -453,7 +460,7 @@ http {
     await pixtable(
       single,
       { PIXTABLE_STORAGE: wstorage, PIXTABLE_READ_ONLY: 'true', PIXTABLE_REVALIDATE: 'false' },
-      undefined,
+      'unpinned',
     );
     const w256 = `${wbase}/v1/pixels/bench-256/bench/source.jpg`;
     const w64 = `${wbase}/v1/pixels/bench-64/bench/source.jpg`;
