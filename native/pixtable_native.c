@@ -6,6 +6,9 @@
 //  - open-file-description byte locks (F_OFD_SETLK / F_OFD_GETLK): a process claims its record of
 //    the reader table by locking one byte of it; the kernel drops the lock when the process dies
 //    (LMDB's reader table does the same with fcntl locks), which is how dead readers are found;
+//  - one sendmsg(2) of a response's three parts straight onto a connection's socket, when Node has
+//    nothing queued for it (src/http/lane/direct-write.ts): Node's stream machinery around the
+//    same single writev costs more than the kernel's work for a 16 KiB hit;
 //  - sequentially consistent atomics on mapped memory shared between processes (the reader
 //    table's pin counts and recycle marks, the key map's record generations and buckets). JavaScript's Atomics are specified for
 //    SharedArrayBuffers only; a mapping is an external, non-shared ArrayBuffer, so the ordering
@@ -19,6 +22,8 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 static const char *errno_name(int err) {
   switch (err) {
@@ -318,6 +323,46 @@ static napi_value first_non_zero(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// sendParts(fd, a, b, c) -> the bytes the kernel took of a, b and c (in that order) in one
+// non-blocking sendmsg, 0 when it took none (EAGAIN: the socket buffer is full), or -errno (EPIPE,
+// ECONNRESET...: the caller hands the bytes to Node, whose own write then reports the error).
+// MSG_NOSIGNAL: a peer that has gone never raises SIGPIPE. The buffers are only read during the
+// call: the kernel copies what it takes.
+static napi_value send_parts(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!get_args(env, info, 4, argv)) return NULL;
+  int32_t fd;
+  struct iovec iov[3];
+  int n = 0;
+  int ok = napi_get_value_int32(env, argv[0], &fd) == napi_ok && fd >= 0;
+  for (int i = 1; ok && i < 4; i++) {
+    void *data;
+    size_t len;
+    ok = napi_get_buffer_info(env, argv[i], &data, &len) == napi_ok;
+    if (ok && len != 0) {
+      iov[n].iov_base = data;
+      iov[n].iov_len = len;
+      n++;
+    }
+  }
+  if (!ok) {
+    napi_throw_type_error(env, "EINVAL", "sendParts(fd: number, a: Buffer, b: Buffer, c: Buffer)");
+    return NULL;
+  }
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = (size_t)n;
+  ssize_t r;
+  do {
+    r = n == 0 ? 0 : sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  int64_t out = r >= 0 ? (int64_t)r : (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -(int64_t)errno;
+  napi_value result;
+  napi_create_int64(env, out, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"tryLock", NULL, try_lock, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -330,6 +375,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"firstNonZero", NULL, first_non_zero, NULL, NULL, NULL, napi_enumerable, NULL},
       {"atomicLoad", NULL, atomic_load_fn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"keyFind", NULL, key_find, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendParts", NULL, send_parts, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -18,6 +18,27 @@ export function responseInFlight(socket: Duplex): boolean {
   return (socket as Duplex & { _httpMessage?: unknown })._httpMessage != null;
 }
 
+interface SocketHandle {
+  fd?: number;
+  writeQueueSize?: number;
+}
+
+/**
+ * The file descriptor of `socket` when bytes written to it directly would come right after
+ * everything Node wrote: its handle is open (`socket._handle`, TCPWrap, whose `fd` is the socket's
+ * on Unix) and nothing is waiting, neither in the stream (writableLength, cork) nor in libuv's
+ * queue (`_handle.writeQueueSize`, what Node's own bufferSize reads). Otherwise -1. Read it just
+ * before each write: once the socket is destroyed its handle is gone, and the descriptor number
+ * may already belong to another connection.
+ */
+export function idleSocketFd(socket: net.Socket): number {
+  if (socket.writableLength !== 0 || socket.writableCorked !== 0) return -1;
+  const h = (socket as net.Socket & { _handle?: SocketHandle | null })._handle;
+  if (h == null || h.writeQueueSize !== 0) return -1;
+  const fd = h.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
 /** What http.Server runs for each new connection: it creates the parser and takes the socket. */
 export type ConnectionHandler = (this: http.Server, socket: Duplex) => void;
 

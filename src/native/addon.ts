@@ -28,6 +28,11 @@ export interface NativeAddon {
   keyFind(map: Buffer, geometry: Buffer, key: string, out: Buffer): number;
   /** After a full fence, the first i < count whose u32 at offset + i × stride is non-zero, or -1. */
   firstNonZero(buf: Buffer, offset: number, stride: number, count: number): number;
+  /**
+   * One non-blocking sendmsg(MSG_NOSIGNAL) of `a`, `b` and `c`, in that order, on socket `fd`: the bytes the kernel took (it copies them), 0 when it took none (EAGAIN),
+   * or -errno (EPIPE, ECONNRESET…). Only for a socket nothing else has writes queued on.
+   */
+  sendParts(fd: number, a: Buffer, b: Buffer, c: Buffer): number;
 }
 
 function load(): NativeAddon {

@@ -2,9 +2,10 @@
 //
 // strace prints writev's iovecs as their *contents* (`iov_base="..."`), never their addresses —
 // with -e raw=writev it shows only the address of the iovec array — so the probe is gdb, also
-// ptrace-based: a breakpoint on libc's writev/write in the server process prints every iovec's
-// base address and length, and the test checks the body iovecs against the table file's mapping
-// in /proc/PID/maps. A whole entry must leave as one iovec of the entry size; a rectangle as one
+// ptrace-based: a breakpoint on libc's writev/write/sendmsg in the server process prints every
+// iovec's base address and length (the fast lane sends a hit with one sendmsg of its own when
+// nothing is queued on the socket; Node's stream uses writev), and the test checks the body
+// iovecs against the table file's mapping in /proc/PID/maps. A whole entry must leave as one iovec of the entry size; a rectangle as one
 // writev whose row iovecs all point into the mapping (no concatenated copy anywhere).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,6 +40,19 @@ set $i = $i + 1
 end
 continue
 end
+break sendmsg
+commands
+silent
+set $v = *(unsigned long *)(${buf} + 16)
+set $k = *(unsigned long *)(${buf} + 24)
+printf "SENDMSG %d %lu\\n", ${fd}, $k
+set $i = 0
+while $i < $k
+printf "IOV %lu %lu\\n", *(unsigned long *)($v + 16 * $i), *(unsigned long *)($v + 16 * $i + 8)
+set $i = $i + 1
+end
+continue
+end
 break write
 commands
 silent
@@ -51,7 +65,7 @@ continue
 }
 
 interface Call {
-  kind: 'writev' | 'write';
+  kind: 'writev' | 'write' | 'sendmsg';
   fd: number;
   iovs: { base: bigint; len: number }[];
 }
@@ -59,9 +73,9 @@ interface Call {
 function parseCalls(out: string): Call[] {
   const calls: Call[] = [];
   for (const line of out.split('\n')) {
-    let m = /^WRITEV (\d+) (\d+)$/.exec(line);
+    let m = /^(WRITEV|SENDMSG) (\d+) (\d+)$/.exec(line);
     if (m) {
-      calls.push({ kind: 'writev', fd: Number(m[1]), iovs: [] });
+      calls.push({ kind: m[1] === 'WRITEV' ? 'writev' : 'sendmsg', fd: Number(m[2]), iovs: [] });
       continue;
     }
     m = /^IOV (\d+) (\d+)$/.exec(line);
@@ -162,6 +176,11 @@ test('raw pixel bodies are written from the table mapping (gdb probe on writev)'
     assert.equal(bodyIovs.length, 2, `two ${entryBytes}-byte iovecs in:\n${gout.slice(0, 3000)}`);
     for (const { v } of bodyIovs)
       assert.ok(inside(maps, v.base, entryBytes), 'the whole-entry iovec points into the table mapping');
+    assert.deepEqual(
+      bodyIovs.map(({ c }) => c.kind).sort(),
+      ['sendmsg', 'writev'],
+      'the lane’s hit left with its own sendmsg, Node’s (HTTP/1.0) through its stream’s writev',
+    );
 
     // rect: one writev carries all 20 rows, each a 40-byte slice of the mapping, one stride apart
     const rectCall = calls.find(

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import {
   closeAfterResponse,
   handOver,
+  idleSocketFd,
   replaceConnectionClosing,
   responseInFlight,
   stopListening,
@@ -20,6 +21,7 @@ import {
   whenResponseHasSocket,
 } from '../../src/http/node-internals.js';
 import { installLane } from '../../src/http/lane/index.js';
+import { native } from '../../src/native/addon.js';
 
 const NODE = `Node ${process.version}`;
 const GET = (p: string, extra = '') => `GET ${p} HTTP/1.1\r\nHost: h\r\n${extra}\r\n`;
@@ -121,6 +123,57 @@ test('socket._httpMessage: the response Node has bound to a socket, until its la
   } finally {
     c.destroy();
     await shut(server);
+  }
+});
+
+test('socket._handle.fd and writeQueueSize: the descriptor is given only while nothing is queued, and bytes sent on it follow Node’s', async () => {
+  let serverSide: net.Socket | undefined;
+  const server = net.createServer((s) => (serverSide = s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const c = net.connect(port, '127.0.0.1');
+  let got = Buffer.alloc(0);
+  c.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+  try {
+    await new Promise<void>((r) => c.once('connect', r));
+    while (serverSide === undefined) await sleep(5);
+    const s = serverSide;
+    const fd = idleSocketFd(s);
+    assert.ok(
+      fd >= 0,
+      `socket._handle.fd is not a descriptor (${NODE}): the lane's sendParts cannot be used`,
+    );
+    assert.ok(fs.fstatSync(fd).isSocket(), `socket._handle.fd is not the socket's descriptor (${NODE})`);
+    // Node's write first, then ours on the descriptor: the peer reads them in that order
+    await new Promise<void>((r) => s.write('node;', () => r()));
+    assert.equal(idleSocketFd(s), fd, 'idle again once Node’s write is done');
+    assert.equal(native.sendParts(fd, Buffer.from('a'), Buffer.from('b'), Buffer.from('c')), 3);
+    assert.equal(native.sendParts(fd, Buffer.from('d'), Buffer.alloc(0), Buffer.alloc(0)), 1);
+    while (got.length < 9) await sleep(5);
+    assert.equal(got.toString(), 'node;abcd');
+    s.cork();
+    assert.equal(idleSocketFd(s), -1, 'a corked socket holds writes: not idle');
+    s.uncork();
+    // a reader that does not read: Node's write stays queued, in the stream or in libuv
+    c.pause();
+    s.write(Buffer.alloc(32 * 1024 * 1024));
+    assert.ok(s.writableLength > 0, 'the write is still queued (test setup)');
+    assert.equal(
+      idleSocketFd(s),
+      -1,
+      `a socket with a queued write is idle (${NODE}): lane bytes would overtake it`,
+    );
+    c.resume();
+    await new Promise<void>((r) => s.write(Buffer.alloc(0), () => r()));
+    s.destroy();
+    assert.equal(
+      idleSocketFd(s),
+      -1,
+      `a destroyed socket still gives a descriptor (${NODE}), which may be reused`,
+    );
+  } finally {
+    c.destroy();
+    await new Promise((r) => server.close(r));
   }
 });
 
