@@ -21,6 +21,49 @@ export function responseInFlight(socket: Duplex): boolean {
 interface SocketHandle {
   fd?: number;
   writeQueueSize?: number;
+  useUserBuffer?: (buf: Uint8Array) => void;
+}
+
+/**
+ * Makes every later read of `socket` land in `buffer` and go to `onRead(nread, buffer)`, as
+ * net.Socket's documented `onread` option does for sockets a client creates (Node has no such
+ * option for the sockets a server accepts): `socket[kBuffer]`, `socket[kBufferCb]` (own symbols
+ * of every net.Socket, found by description) and `_handle.useUserBuffer()`, which is what the
+ * constructor does with `onread`. Each read then skips the stream: no Readable.push, 'data'
+ * event or nextTick, and no buffer allocated for it. The bytes are valid only during the call;
+ * `pause()`/`resume()` stop and start reading, 'end', 'timeout' and errors are as before, and an
+ * HTTP parser that consumes the handle (Node's server) reads it directly. `buffer` may be shared
+ * by any number of sockets (reads run one at a time on the event loop). Returns false, changing
+ * nothing, when this Node lacks any of it.
+ */
+export function readInto(
+  socket: net.Socket,
+  buffer: Buffer,
+  onRead: (nread: number, buf: Buffer) => void,
+): boolean {
+  const h = (socket as net.Socket & { _handle?: SocketHandle | null })._handle;
+  if (h == null || typeof h.useUserBuffer !== 'function') return false;
+  const own = Object.getOwnPropertySymbols(socket);
+  const kBuffer = own.find((x) => x.description === 'kBuffer');
+  const kBufferCb = own.find((x) => x.description === 'kBufferCb');
+  if (kBuffer === undefined || kBufferCb === undefined) return false;
+  const slots = socket as unknown as Record<symbol, unknown>;
+  if (slots[kBuffer] !== null || slots[kBufferCb] !== null) return false; // already someone's
+  // Both halves or neither: with only the symbols set, Node would hand `buffer` to onRead while
+  // the bytes went to a buffer of its own; with only the handle's, it would wrap a missing one.
+  slots[kBuffer] = buffer;
+  slots[kBufferCb] = (nread: number, buf: Buffer): boolean => {
+    onRead(nread, buf);
+    return true; // (false would pause)
+  };
+  try {
+    h.useUserBuffer(buffer);
+  } catch {
+    slots[kBuffer] = null;
+    slots[kBufferCb] = null;
+    return false;
+  }
+  return true;
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   closeAfterResponse,
   handOver,
   idleSocketFd,
+  readInto,
   replaceConnectionClosing,
   responseInFlight,
   stopListening,
@@ -236,6 +237,75 @@ test("Node's connection handler parses bytes read before it got the socket, emit
       `bytes handed to Node's connection handler as an emitted 'data' event were not parsed ahead of ` +
         `its own reads (${NODE}): the lane's handover would lose or reorder requests; got ${JSON.stringify(c.text)}`,
     );
+  } finally {
+    await shut(server);
+  }
+});
+
+test('readInto (net.Socket kBuffer/kBufferCb + _handle.useUserBuffer): reads land in one buffer, pause holds them, and Node’s parser still takes the socket over', async () => {
+  const server = http.createServer((req, res) => res.end(`node saw ${req.url ?? ''}`));
+  const handler = takeConnectionHandler(server)!;
+  const shared = Buffer.alloc(64 * 1024);
+  const reads: string[] = [];
+  let dataEvents = 0;
+  let ended = false;
+  let socket: net.Socket | undefined;
+  server.on('connection', (s: net.Socket) => {
+    socket = s;
+    s.on('data', () => dataEvents++);
+    s.on('end', () => (ended = true));
+    const took = readInto(s, shared, (n, buf) => {
+      assert.equal(buf, shared, 'the read landed in the buffer given');
+      const text = buf.toString('latin1', 0, n);
+      reads.push(text);
+      // as the lane leaves a connection: the rest is Node's (bytes copied: the buffer is reused)
+      if (text.startsWith('GET')) handOver(server, handler, s, Buffer.from(buf.subarray(0, n)));
+    });
+    assert.equal(
+      took,
+      true,
+      `readInto found no kBuffer/kBufferCb/useUserBuffer on an accepted socket (${NODE})`,
+    );
+    assert.equal(
+      readInto(s, shared, () => {}),
+      false,
+      'a second readInto on the same socket is refused',
+    );
+  });
+  const port = await listen(server);
+  try {
+    const c = new Raw(port);
+    c.sock.write('hello');
+    const until = async (pred: () => boolean, what: string) => {
+      for (let i = 0; i < 200 && !pred(); i++) await sleep(10);
+      assert.ok(pred(), `${what} (${NODE})`);
+    };
+    await until(() => reads.length === 1, 'the first read did not reach onRead');
+    assert.equal(reads[0], 'hello');
+    assert.equal(dataEvents, 0, `a read through readInto also emitted 'data' (${NODE})`);
+    socket!.pause();
+    c.sock.write('paused');
+    await sleep(100);
+    assert.equal(reads.length, 1, `pause() did not stop reads into the user buffer (${NODE})`);
+    socket!.resume();
+    await until(() => reads.length === 2, 'resume() did not start reading again');
+    assert.equal(reads[1], 'paused');
+    // Node's HTTP handler takes the socket (its parser consumes the handle) and answers both the
+    // request handed to it and the next one, which it reads itself
+    c.sock.write(GET('/a'));
+    await c.until((t) => t.includes('node saw /a'), 'Node answered the handed-over request');
+    c.sock.write(GET('/b', 'Connection: close\r\n'));
+    await c.closed;
+    assert.deepEqual(
+      [...c.text.matchAll(/\r\n\r\n(node saw \/\w)/g)].map((m) => m[1]),
+      ['node saw /a', 'node saw /b'],
+      `Node's HTTP server did not serve a socket reading into a user buffer (${NODE})`,
+    );
+    assert.equal(reads.length, 3, 'after the handover the parser reads the handle, not onRead');
+    const c2 = new Raw(port);
+    c2.sock.end('bye');
+    await until(() => ended, "the peer's end did not emit 'end' on a readInto socket");
+    socket!.destroy(); // never Node's: server.close() would wait for it
   } finally {
     await shut(server);
   }
