@@ -32,6 +32,7 @@ import {
   emptyAccount,
   idleSeconds,
   listeners,
+  sleeps,
   measured,
   type Account,
 } from './cpu-account.js';
@@ -119,6 +120,7 @@ function need(cmd: string, pkg: string): void {
 function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS, threads = 1): WrkResult {
   const pids = pidsOf(url);
   const server0 = cpuSeconds(pids);
+  const sleeps0 = sleeps(pids);
   const idle0 = idleSeconds();
   const t0 = process.hrtime.bigint();
   const [cmd, args] = measured('wrk', [
@@ -132,6 +134,7 @@ function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS, threads 
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const idle = idleSeconds() - idle0;
   const server = cpuSeconds(pids) - server0;
+  const slept = sleeps(pids) - sleeps0;
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const cut = r.stdout.lastIndexOf('\n', r.stdout.length - 2);
   const out = r.stdout.slice(0, cut);
@@ -144,7 +147,7 @@ function wrk(url: string, connections = CONNECTIONS, seconds = SECONDS, threads 
     errors: /Socket errors: (.*)/.exec(out)?.[1] ?? '',
     p50: /\s50%\s+(\S+)/.exec(out)?.[1] ?? '?',
     p99: /\s99%\s+(\S+)/.exec(out)?.[1] ?? '?',
-    account: { server, client, idle, wall, requests: 0 },
+    account: { server, client, idle, wall, requests: 0, sleeps: slept },
   };
   res.account.requests = res.requests;
   // A fast error page would make any ratio meaningless: refuse to report one.
@@ -744,8 +747,10 @@ http {
       );
     }
     // how the kernel spread the --workers 2 server's connections over its two workers
-    const split = (await (await fetch(`${wbase}/metrics`)).text())
-      .split('\n')
+    // (curl, a connection of its own: fetch would reuse a keep-alive connection from before the
+    // runs, which the server closed while spawnSync held this event loop, and fail with EPIPE)
+    const split = spawnSync('curl', ['-s', `${wbase}/metrics`], { encoding: 'utf8' })
+      .stdout.split('\n')
       .filter((l) => l.startsWith('pixtable_server_responses_total{role="worker"'))
       .map((l) => l.replace(/^.*worker="(\d+)"\} /, 'worker $1: '));
     console.log(`\n--workers 2 responses per worker over the whole run: ${split.join(', ')}`);
