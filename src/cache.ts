@@ -23,6 +23,7 @@ import { resolveOptions, type Resolved } from './engine/options.js';
 import { checkTablesFileSystem } from './engine/filesystem.js';
 import {
   indexFile,
+  keysFile,
   lockFile,
   placeholdersFile,
   readersFile,
@@ -433,9 +434,22 @@ export class ImageCache {
   }
 
   /** The stored placeholder of `key` in `g`, or (writers) one computed now from the cached entry. */
+  /**
+   * `key`'s verified slot in `st` if it still holds what the source is now (as get() would find
+   * it, revalidating when that is on; never decoding), else -1: what info() reports as cached.
+   */
+  private async currentSlot(st: FormatStore, key: string): Promise<number> {
+    const s = st.verifiedSlot(key);
+    if (s < 0 || !this.o.revalidate) return s;
+    const fresh = this.revalidator.fresh(st.book, s, key);
+    if (fresh === true) return s;
+    if (fresh === 'gone' || !(await this.revalidator.confirmAsync(st.book, s, key))) return -1;
+    return st.verifiedSlot(key) === s ? s : -1;
+  }
+
   private async placeholderOf(g: Group<FormatStore>, key: string): Promise<StoredPlaceholder | undefined> {
     const st = this.smallestOf(g);
-    const s = st.verifiedSlot(key);
+    const s = await this.currentSlot(st, key);
     if (s < 0) return undefined;
     const stored = this.placeholders.get(st.no)?.read(s, st.generationOf(s), fingerprint(key));
     if (stored || this.readOnly) return stored;
@@ -628,7 +642,7 @@ export class ImageCache {
     }
     const formats: ImageInfo['formats'] = {};
     for (const st of this.stores) {
-      const s = st.verifiedSlot(key);
+      const s = await this.currentSlot(st, key);
       const view = s < 0 ? undefined : st.view(s, key);
       formats[st.format.name] = view ? { width: view.width, height: view.height } : null;
       view?.release();
@@ -671,7 +685,13 @@ export class ImageCache {
   private withDiskUse(s: FormatStats, f: Format): FormatStats & FormatDiskUse {
     const { entrySize } = entryGeometry(f, this.o.chunkBytes);
     let diskBytes = s.diskBytes;
-    for (const file of [indexFile(tableDir(this.tablesDir, f.name)), readersFile(this.tablesDir, f.name)]) {
+    for (const file of [
+      indexFile(tableDir(this.tablesDir, f.name)),
+      readersFile(this.tablesDir, f.name),
+      keysFile(this.tablesDir, f.name),
+      // only the smallest format of a decode group has one (the group's placeholders)
+      placeholdersFile(this.tablesDir, f.name),
+    ]) {
       try {
         diskBytes += fs.statSync(file).blocks * 512;
       } catch {

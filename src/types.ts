@@ -200,8 +200,8 @@ export interface FormatStats {
   mappedBytes: number;
   /**
    * Bytes the table's files occupy on disk now (allocated blocks, `st_blocks × 512`, of its
-   * segments, index log and reader table): grows as entries are written, up to about
-   * capacityBytes plus the index.
+   * segments, index log, reader table, key map and, for a decode group's smallest format, the
+   * group's placeholders): grows as entries are written, up to about capacityBytes plus those.
    */
   diskBytes: number;
 }

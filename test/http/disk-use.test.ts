@@ -23,13 +23,18 @@ interface FormatJson {
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 
-/** What `du` would count for the table's files: segments, index log, reader table. */
+/**
+ * What `du` would count for the table's files: segments, index log, reader table, key map and,
+ * where the format has them, its decode group's placeholders.
+ */
 function allocated(storage: string, format: string): number {
   const tables = path.join(storage, 'tables');
   const files = [
     ...fs.readdirSync(path.join(tables, format)).map((n) => path.join(tables, format, n)),
     path.join(tables, `${format}.readers`),
-  ];
+    path.join(tables, `${format}.keys`),
+    path.join(tables, `${format}.place`),
+  ].filter((f) => fs.existsSync(f));
   return files.reduce((sum, f) => sum + fs.statSync(f).blocks * 512, 0);
 }
 
@@ -65,6 +70,11 @@ test('/v1/formats gives bytes per entry, capacity in entries and bytes, and byte
     const r = await f.app.inject({ method: 'PUT', url: '/v1/sources/dot.png', payload: dot });
     assert.equal(r.statusCode, 201, r.body);
     const after = (await f.app.inject('/v1/formats')).json() as FormatJson[];
+    // the decode wrote a placeholder and key-map records: those files count too
+    for (const ext of ['place', 'keys']) {
+      const file = path.join(f.dir, 'tables', `small.${ext}`);
+      assert.ok(fs.existsSync(file) && fs.statSync(file).blocks > 0, `small.${ext} is on disk`);
+    }
     for (const [i, fmt] of after.entries()) {
       assert.equal(fmt.entries, 1);
       assert.equal(fmt.diskBytes, allocated(f.dir, fmt.name), `${fmt.name}: st_blocks × 512 of its files`);

@@ -32,6 +32,37 @@ test('GET /v1/info agrees with cache.info, before and after the key is decoded',
   }
 });
 
+test('GET /v1/info after the source changed on disk: the stale entries and placeholder are not reported, and a GET brings them back', async () => {
+  const f = await fixture({ open: { revalidate: true, revalidateMs: 0 } });
+  try {
+    await addSource(f, 'cat.png', await makeImage('png', 120, 80));
+    assert.equal((await f.app.inject('/v1/thumbnails/box/cat.png?type=png')).statusCode, 200);
+    const before = (await f.app.inject('/v1/info/cat.png')).json();
+    assert.deepEqual(before.formats.box, { width: 48, height: 32 });
+    assert.ok(before.placeholder);
+    // someone replaces the file (another size, so a stale answer would show)
+    await addSource(f, 'cat.png', await makeImage('png', 60, 90));
+    const r = await f.app.inject('/v1/info/cat.png');
+    assert.equal(r.statusCode, 200, r.body);
+    const changed = r.json();
+    assert.deepEqual(changed, await f.cache.info('cat.png'));
+    assert.deepEqual(changed.source, { bytes: changed.source.bytes, width: 60, height: 90, type: 'png' });
+    assert.deepEqual(
+      changed.formats,
+      { small: null, box: null },
+      'entries of the old picture are not cached ones',
+    );
+    assert.equal(changed.placeholder, undefined, 'no placeholder of the old picture');
+    assert.equal((await f.app.inject('/v1/thumbnails/box/cat.png?type=png')).statusCode, 200);
+    const after = (await f.app.inject('/v1/info/cat.png')).json();
+    assert.deepEqual(after.formats.box, { width: 32, height: 48 });
+    assert.ok(after.placeholder);
+    assert.notEqual(after.placeholder.thumbHash, before.placeholder.thumbHash);
+  } finally {
+    await f.close();
+  }
+});
+
 test('GET /v1/info: 404 SOURCE_NOT_FOUND for an unknown key, 400 for a bad one', async () => {
   const f = await fixture();
   try {
