@@ -75,6 +75,17 @@ const mid = (xs: readonly number[]): number => {
 const range = (xs: readonly number[], digits: number): string =>
   `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
 
+/** The median milliseconds of `n` sequential calls of `fn`, in this process. */
+async function medianMs(fn: () => Promise<unknown>, n: number): Promise<number> {
+  const t: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn();
+    t.push(performance.now() - t0);
+  }
+  return mid(t);
+}
+
 /** Milliseconds of each of `n` sequential GETs of `url` on one keep-alive connection. */
 async function timedGets(url: string, n: number, agent: http.Agent): Promise<number[]> {
   const out: number[] = [];
@@ -163,13 +174,7 @@ async function main(): Promise<void> {
       const theirsMs: number[] = [];
       for (let run = 0; run < RUNS; run++) {
         const ours = mid(await timedGets(url, FIRSTS, agent));
-        const t: number[] = [];
-        for (let i = 0; i < Math.max(3, FIRSTS >> 3); i++) {
-          const t0 = performance.now();
-          await decodeToSize();
-          t.push(performance.now() - t0);
-        }
-        const theirs = mid(t);
+        const theirs = await medianMs(decodeToSize, Math.max(3, FIRSTS >> 3));
         oursMs.push(ours);
         theirsMs.push(theirs);
         ratios.push(theirs / ours);
@@ -193,17 +198,8 @@ async function main(): Promise<void> {
           .resize(meta.width, meta.height, { fit: 'fill' })
           .raw()
           .toBuffer();
-      const alone = async (fn: () => Promise<Buffer>): Promise<number> => {
-        const t: number[] = [];
-        for (let i = 0; i < Math.max(5, FIRSTS >> 2); i++) {
-          const t0 = performance.now();
-          await fn();
-          t.push(performance.now() - t0);
-        }
-        return mid(t);
-      };
-      const encodeMs = await alone(encodeOnly);
-      const resizeMs = await alone(resizeOnly);
+      const encodeMs = await medianMs(encodeOnly, Math.max(5, FIRSTS >> 2));
+      const resizeMs = await medianMs(resizeOnly, Math.max(5, FIRSTS >> 2));
       console.log(
         `(1) ?w=320 WebP (${meta.width}x${meta.height}) first time from a cached preview-1024: ` +
           `median ${mid(oursMs).toFixed(2)} ms per request over HTTP (runs ${range(oursMs, 2)}); ` +

@@ -7,8 +7,8 @@
 //    the reader table by locking one byte of it; the kernel drops the lock when the process dies
 //    (LMDB's reader table does the same with fcntl locks), which is how dead readers are found;
 //  - one sendmsg(2) of a response's three parts straight onto a connection's socket, when Node has
-//    nothing queued for it (src/http/lane/direct-write.ts): Node's stream machinery around the
-//    same single writev costs more than the kernel's work for a 16 KiB hit;
+//    nothing queued for it (src/http/lane/connection.ts), skipping Node's stream bookkeeping
+//    around the same single writev;
 //  - sequentially consistent atomics on mapped memory shared between processes (the reader
 //    table's pin counts and recycle marks, the key map's record generations and buckets). JavaScript's Atomics are specified for
 //    SharedArrayBuffers only; a mapping is an external, non-shared ArrayBuffer, so the ordering
